@@ -1,0 +1,136 @@
+# connpool: build, test, install. Plain GNU make; all output goes under build/.
+
+VERSION_MAJOR := $(shell sed -n 's/^\#define CONNPOOL_VERSION_MAJOR  *//p' include/connpool.h)
+VERSION_MINOR := $(shell sed -n 's/^\#define CONNPOOL_VERSION_MINOR  *//p' include/connpool.h)
+VERSION_PATCH := $(shell sed -n 's/^\#define CONNPOOL_VERSION_PATCH  *//p' include/connpool.h)
+VERSION := $(VERSION_MAJOR).$(VERSION_MINOR).$(VERSION_PATCH)
+
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+
+CC ?= cc
+CXX ?= c++
+AR ?= ar
+CFLAGS ?= -O2 -g
+CXXFLAGS ?= -O2 -g
+
+B := build
+SONAME := libconnpool.so.$(VERSION_MAJOR)
+SHARED := $(B)/libconnpool.so.$(VERSION)
+STATIC := $(B)/libconnpool.a
+
+# Sanitizers for the whole build: make check SAN=address (ASan+UBSan) or SAN=thread.
+SAN ?=
+ifeq ($(SAN),address)
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+else ifeq ($(SAN),thread)
+SAN_FLAGS := -fsanitize=thread
+else ifneq ($(SAN),)
+$(error SAN must be address or thread)
+endif
+ifneq ($(SAN),)
+B := build/san-$(SAN)
+endif
+
+PQ_CFLAGS = $(shell pkg-config --cflags libpq 2>/dev/null || echo -I/usr/include/postgresql)
+PQ_LIBS = $(shell pkg-config --libs libpq 2>/dev/null || echo -lpq)
+CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+
+WARN := -Wall -Wextra -Werror
+LIB_CXXFLAGS = -std=c++17 -fPIC -fvisibility=hidden -fvisibility-inlines-hidden $(WARN) \
+	-Iinclude $(PQ_CFLAGS) -pthread -MMD -MP $(SAN_FLAGS) $(CPPFLAGS) $(CXXFLAGS)
+TEST_CFLAGS = -std=c99 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) -Iinclude -Itests \
+	$(PQ_CFLAGS) -pthread -MMD -MP $(SAN_FLAGS) $(CPPFLAGS) $(CFLAGS)
+TEST_LDFLAGS = -L$(B) -Wl,-rpath,$(abspath $(B)) $(SAN_FLAGS) $(LDFLAGS)
+
+LIB_SRCS := $(wildcard lib/*.cc)
+LIB_OBJS := $(LIB_SRCS:lib/%.cc=$(B)/obj/%.o)
+
+.PHONY: all check check-run check-abi install uninstall clean deps bench example
+all: $(SHARED) $(B)/$(SONAME) $(B)/libconnpool.so $(STATIC) $(B)/connpool.pc
+
+$(B)/obj/%.o: lib/%.cc
+	@mkdir -p $(@D)
+	$(CXX) $(LIB_CXXFLAGS) -c -o $@ $<
+
+$(B)/connpool.map: lib/exports.txt lib/exports-to-map.awk
+	@mkdir -p $(@D)
+	awk -f lib/exports-to-map.awk lib/exports.txt > $@
+
+$(SHARED): $(LIB_OBJS) $(B)/connpool.map
+	$(CXX) -shared -o $@ $(LIB_OBJS) -Wl,-soname,$(SONAME) -Wl,--version-script=$(B)/connpool.map \
+		-Wl,--no-undefined -Wl,-z,defs -pthread $(SAN_FLAGS) $(LDFLAGS) $(PQ_LIBS)
+
+$(B)/$(SONAME): $(SHARED)
+	ln -sf $(notdir $<) $@
+$(B)/libconnpool.so: $(B)/$(SONAME)
+	ln -sf $(notdir $<) $@
+
+$(STATIC): $(LIB_OBJS)
+	rm -f $@
+	$(AR) rcs $@ $^
+
+$(B)/connpool.pc: pkgconfig/connpool.pc.in include/connpool.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+		-e 's|@VERSION@|$(VERSION)|' $< > $@
+
+# ---------------------------------------------------------------- tests
+TESTS := test_options test_pool test_pq
+TEST_BINS := $(TESTS:%=$(B)/tests/%)
+
+$(B)/tests/%.o: tests/%.c
+	@mkdir -p $(@D)
+	$(CC) $(TEST_CFLAGS) -c -o $@ $<
+
+$(B)/tests/test_%: $(B)/tests/test_%.o $(B)/tests/util.o $(B)/$(SONAME)
+	$(CC) -o $@ $< $(B)/tests/util.o $(TEST_LDFLAGS) -lconnpool $(CMOCKA_LIBS) $(PQ_LIBS) -pthread
+
+$(B)/tests/test_scrub: tests/test_scrub.cc $(STATIC)
+	@mkdir -p $(@D)
+	$(CXX) -std=c++17 $(WARN) -Iinclude -Ilib -pthread $(SAN_FLAGS) $(CXXFLAGS) -o $@ $< \
+		$(STATIC) $(PQ_LIBS) $(CMOCKA_LIBS) $(LDFLAGS)
+
+$(B)/tests/headertest-c: tests/headertest.c include/connpool.h
+	@mkdir -p $(@D)
+	$(CC) -std=c99 -pedantic $(WARN) -Iinclude -c -o $@ $<
+$(B)/tests/headertest-cxx: tests/headertest.c include/connpool.h
+	@mkdir -p $(@D)
+	$(CXX) -x c++ -std=c++11 -pedantic $(WARN) -Iinclude -c -o $@ $<
+
+TEST_ALL := $(TEST_BINS) $(B)/tests/test_scrub $(B)/tests/headertest-c $(B)/tests/headertest-cxx
+
+# `make check` installs missing Debian packages first, then builds and runs everything
+# against a throwaway PostgreSQL that tests/with-postgres.sh starts and always stops.
+check: deps
+	$(MAKE) check-run
+
+check-run: all $(TEST_ALL) check-abi
+	tests/with-postgres.sh tests/run-tests.sh $(B) $(TESTS) test_scrub
+
+check-abi: $(SHARED)
+	tests/check-abi.sh $(SHARED) lib/exports.txt include/connpool.h
+
+deps:
+	tests/install-deps.sh
+
+# ---------------------------------------------------------------- install
+install: all
+	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)
+	install -m 644 include/connpool.h $(DESTDIR)$(INCLUDEDIR)/
+	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/
+	ln -sf libconnpool.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libconnpool.so
+	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
+	install -m 644 $(B)/connpool.pc $(DESTDIR)$(PKGCONFIGDIR)/
+
+uninstall:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/connpool.h $(DESTDIR)$(LIBDIR)/libconnpool.so.$(VERSION) \
+		$(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libconnpool.so \
+		$(DESTDIR)$(LIBDIR)/libconnpool.a $(DESTDIR)$(PKGCONFIGDIR)/connpool.pc
+
+clean:
+	rm -rf build
+
+-include $(LIB_OBJS:.o=.d) $(wildcard $(B)/tests/*.d)

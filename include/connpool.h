@@ -1,0 +1,264 @@
+/*
+ * connpool: a database connection pool behind a plain C ABI.
+ *
+ * Conventions (they hold for every function below unless its comment says otherwise):
+ *
+ *  1. Handles are opaque. pool_t is created by pool_create*() and released by
+ *     pool_dispose(); pool_lease_t is one checked-out connection, created by
+ *     pool_checkout() and ended by pool_checkin().
+ *  2. Fallible functions return an int: POOL_OK (0) or a negative POOL_E* code. Signatures use
+ *     int, not the enum, so a binding never meets a value outside its type. Codes are
+ *     append-only and never renumbered.
+ *  3. Every fallible call clears this thread's detail message on entry and sets it on failure
+ *     (pool_last_error()). The message says what happened and why and never contains a
+ *     password.
+ *  4. Strings are UTF-8, NUL-terminated, and copied before the call returns: nothing the caller
+ *     passes must outlive the call. Returned strings are owned by the library; each function
+ *     says how long they live.
+ *  5. Out-parameters come first, then the handle, then inputs; callbacks and their user_data
+ *     come last. Callbacks run on the thread that called into connpool (never on a thread
+ *     connpool owns), never with a pool lock held, and must not unwind (no C++ exception, Rust
+ *     panic or longjmp may leave them).
+ *  6. Misuse is an error, never a crash: NULL handles, a lease checked in twice, garbage
+ *     options. A pointer to memory that was never a handle, or to a pool already released,
+ *     is still undefined behaviour, as with free().
+ *  7. Thread-safety: a pool_t may be used from any number of threads at once. A lease belongs
+ *     to one thread at a time (it may move between threads, but must not be used by two at
+ *     once); its native connection is the caller's alone until pool_checkin().
+ *  8. Symbols carry the version node CONNPOOL_1. libsolv also exports pool_create and friends,
+ *     unversioned names in a different node: dynamic linking keeps them apart, but linking
+ *     both libraries statically into one program cannot work.
+ */
+#ifndef CONNPOOL_H
+#define CONNPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONNPOOL_VERSION_MAJOR 1
+#define CONNPOOL_VERSION_MINOR 0
+#define CONNPOOL_VERSION_PATCH 0
+
+#if defined(__GNUC__)
+#define CONNPOOL_API __attribute__((visibility("default")))
+#else
+#define CONNPOOL_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pool_s pool_t;             /* a pool of connections to one database */
+typedef struct pool_lease_s pool_lease_t; /* one checked-out connection */
+
+/* Status codes. Append-only: a code is never renumbered or reused. */
+typedef enum pool_status {
+    POOL_OK = 0,
+    POOL_ERROR = -1,     /* internal failure (see pool_last_error()) */
+    POOL_EINVAL = -2,    /* bad argument: NULL handle, unknown option key, bad value */
+    POOL_ENOMEM = -3,    /* out of memory */
+    POOL_ETIMEDOUT = -4, /* no connection became free within the timeout */
+    POOL_ECONNECT = -5,  /* the driver failed to open a connection */
+    POOL_EBUSY = -6,     /* pool_dispose() with leases still out: closed, released later */
+    POOL_ECLOSED = -7,   /* the pool is disposed or being disposed */
+    POOL_ESTATE = -8,    /* lease not checked out: checked in twice, or not a lease */
+    POOL_ENOTSUP = -9    /* the connection string names a connector not built in */
+} pool_status;
+
+/*
+ * Options: the `options` argument of pool_create() is a string of key=value pairs in libpq's
+ * conninfo grammar (whitespace-separated; a value may be 'single quoted'; backslash escapes
+ * a quote or a backslash). NULL or "" means all defaults. Names and defaults follow
+ * SQLAlchemy's pool:
+ *
+ *   key              default   meaning
+ *   pool_size        5         connections kept open; at least 1
+ *   max_overflow     10        extra connections allowed in a burst, closed at checkin;
+ *                              -1 = unlimited
+ *   pool_timeout     30        seconds a checkout waits for a free connection (fractions
+ *                              allowed); also bounds the connect a checkout performs
+ *   pool_use_lifo    false     reuse the most recently returned connection first (true) or
+ *                              the least recently returned (false); true/false, on/off, 1/0
+ *   reset_on_return  rollback  at checkin: rollback, commit, or none
+ *   poolclass        queue     queue: the pool above; null: every checkout opens a new
+ *                              connection and every checkin closes it (no limit, no wait)
+ */
+
+/* What the connector's reset does at checkin (reset_on_return). */
+typedef enum pool_reset_mode {
+    POOL_RESET_NONE = 0,     /* check the connection is usable, change nothing */
+    POOL_RESET_ROLLBACK = 1, /* roll back any open or failed transaction */
+    POOL_RESET_COMMIT = 2    /* commit any open transaction (a failed one rolls back) */
+} pool_reset_mode;
+
+/* ---------------------------------------------------------------- lifecycle */
+
+/**
+ * Create a pool. No connection is opened until the first checkout.
+ *
+ * conninfo selects the connector: a "postgresql://" or "postgres://" URI, a libpq
+ * "key=value ..." string, or "" (libpq's PG* environment variables) selects libpq; the string
+ * is passed to libpq untouched (connpool only adds defaults the string may override:
+ * fallback_application_name=connpool).
+ *
+ * Returns POOL_OK and stores the pool in *out.
+ * Errors:  POOL_EINVAL (NULL out or conninfo, unknown option, bad value, a conninfo libpq
+ *          cannot parse; the message names the key and the value), POOL_ENOTSUP (conninfo
+ *          names no connector built in), POOL_ENOMEM. *out is NULL on error.
+ * Ownership: the caller owns *out and releases it with pool_dispose().
+ * Thread-safety: any thread. Since 1.0.
+ */
+CONNPOOL_API int pool_create(pool_t **out, const char *conninfo, const char *options);
+
+/**
+ * Create a pool with options as parallel NULL-terminated arrays, like PQconnectdbParams:
+ * keys[i] = values[i]. No quoting is needed; keys or values may be NULL (no options).
+ * Returns and errors as pool_create(). Since 1.0.
+ */
+CONNPOOL_API int pool_create_params(pool_t **out, const char *conninfo,
+                                    const char *const *keys, const char *const *values);
+
+/* A custom connector: any backend can be pooled through these callbacks. See convention 5. */
+
+/** Open a connection and store its handle in *conn_out. On failure return nonzero and write a
+ *  message (no password) into errbuf, at most errbuf_len bytes including the NUL. timeout_ms
+ *  is what remains of the checkout's deadline: honour it. */
+typedef int (*pool_open_cb)(void **conn_out, char *errbuf, size_t errbuf_len,
+                            int64_t timeout_ms, void *user_data);
+/** Close a connection opened by the open callback. */
+typedef void (*pool_close_cb)(void *conn, void *user_data);
+/** At checkin: apply `mode` (a pool_reset_mode) and return 0 if the connection may be reused,
+ *  nonzero to have it closed. NULL means every connection is reused as it is. */
+typedef int (*pool_reset_cb)(void *conn, int mode, void *user_data);
+/** Return 0 if the connection is alive, nonzero if it is not. NULL means always alive. */
+typedef int (*pool_ping_cb)(void *conn, void *user_data);
+/** Called once when the pool no longer needs user_data. May be NULL. */
+typedef void (*pool_destroy_cb)(void *user_data);
+
+/**
+ * Create a pool whose connections come from the callbacks above. open and close are required.
+ * Returns and errors as pool_create() (POOL_EINVAL for a NULL open or close).
+ * Ownership: user_data passes to the pool at this call: destroy(user_data) runs exactly once,
+ * when the pool is released, or before this function returns if it fails.
+ * Thread-safety: the callbacks may run on several threads at once, for different
+ * connections. Since 1.0.
+ */
+CONNPOOL_API int pool_create_custom(pool_t **out, const char *options, pool_open_cb open,
+                                    pool_close_cb close, pool_reset_cb reset,
+                                    pool_ping_cb ping, pool_destroy_cb destroy,
+                                    void *user_data);
+
+/**
+ * Dispose of a pool. Never blocks on the network for leases and never frees memory under a
+ * live lease: threads waiting in pool_checkout() wake with POOL_ECLOSED, idle connections are
+ * closed now, new checkouts fail with POOL_ECLOSED, and leases still out keep working until
+ * they are checked in, which closes their connection. The memory is released when the last
+ * lease is back. The handle belongs to the library after this call, whatever it returns.
+ *
+ * Returns POOL_OK when the pool was released, POOL_OK for NULL (a no-op), or POOL_EBUSY when
+ * leases are still out (the message says how many); the pool is then released at the last
+ * checkin.
+ * Errors:  POOL_EINVAL (not a pool), POOL_ECLOSED (already disposed, leases still out).
+ * Thread-safety: any thread, but no other call may use the handle once this returns.
+ * Since 1.0.
+ */
+CONNPOOL_API int pool_dispose(pool_t *pool);
+
+/* ---------------------------------------------------------------- leases */
+
+/**
+ * Check a connection out. Serves an idle connection (oldest first, or newest with
+ * pool_use_lifo); else opens a new one while fewer than pool_size + max_overflow exist; else
+ * waits, first come first served: a connection checked in is handed straight to the longest
+ * waiter, never to a newcomer. The pool's lock is never held while connecting.
+ *
+ * timeout_ms: how long to wait; -1 means the pool's pool_timeout, 0 means do not wait.
+ * Returns POOL_OK and stores the lease in *out.
+ * Errors:  POOL_ETIMEDOUT ("QueuePool limit of size 5 overflow 10 reached, connection timed
+ *          out, timeout 30.00" followed by the pool's counts), POOL_ECONNECT (the driver's
+ *          message, password removed; the slot is freed for the next caller), POOL_ECLOSED,
+ *          POOL_EINVAL, POOL_ENOMEM. *out is NULL on error.
+ * Ownership: the caller must give the lease back with pool_checkin().
+ * Thread-safety: any thread. Since 1.0.
+ */
+CONNPOOL_API int pool_checkout(pool_lease_t **out, pool_t *pool, int64_t timeout_ms);
+
+/**
+ * The driver's connection behind a lease: a PGconn * for libpq, the open callback's handle
+ * for a custom connector. Returns NULL for a lease that is not checked out.
+ * Ownership: borrowed; valid until pool_checkin(). Do not close it; use pool_invalidate().
+ * Thread-safety: the lease's thread. Since 1.0.
+ */
+CONNPOOL_API void *pool_lease_native(const pool_lease_t *lease);
+
+/**
+ * Give a connection back. It is reset (reset_on_return) and kept for the next checkout, or
+ * closed when it is broken, invalidated, beyond pool_size, or the pool is disposed.
+ * Returns POOL_OK; the lease handle is invalid afterwards.
+ * Errors:  POOL_EINVAL (NULL), POOL_ESTATE (not checked out: a second checkin).
+ * Thread-safety: any thread holding the lease. Since 1.0.
+ */
+CONNPOOL_API int pool_checkin(pool_lease_t *lease);
+
+/**
+ * Mark a lease's connection as unusable: pool_checkin() will close it instead of reusing it.
+ * Returns POOL_OK. Errors: POOL_EINVAL (NULL), POOL_ESTATE (not checked out).
+ * Thread-safety: the lease's thread. Since 1.0.
+ */
+CONNPOOL_API int pool_invalidate(pool_lease_t *lease);
+
+/* ---------------------------------------------------------------- introspection */
+
+/* Counters and gauges of one pool, read in one consistent snapshot. Only int64_t fields, only
+ * ever appended: set `size` to sizeof(pool_stats_t) before the call; the library fills
+ * min(size, its own size) bytes and stores its own size in `size`. */
+typedef struct pool_stats {
+    int64_t size;             /* in: sizeof the caller's struct; out: bytes filled */
+    int64_t pool_size;        /* the options, as configured */
+    int64_t max_overflow;
+    int64_t checked_out;      /* leases out now */
+    int64_t idle;             /* open connections waiting in the pool */
+    int64_t opening;          /* connects in progress */
+    int64_t overflow;         /* open or opening connections beyond pool_size */
+    int64_t waiting;          /* threads waiting in pool_checkout() */
+    int64_t opened_total;     /* connections opened successfully, ever */
+    int64_t closed_total;     /* connections closed, ever */
+    int64_t connect_failures_total;
+    int64_t checkouts_total;  /* successful checkouts */
+    int64_t timeouts_total;   /* checkouts that failed with POOL_ETIMEDOUT */
+    int64_t wait_total_us;    /* time spent waiting in checkouts that had to wait */
+    int64_t wait_max_us;
+} pool_stats_t;
+
+/**
+ * Read a pool's statistics in one consistent snapshot.
+ * Returns POOL_OK. Errors: POOL_EINVAL (NULL, or size smaller than one field).
+ * Thread-safety: any thread. Since 1.0.
+ */
+CONNPOOL_API int pool_stats_get(pool_t *pool, pool_stats_t *stats);
+
+/** Run-time version: MAJOR*10000 + MINOR*100 + PATCH. Since 1.0. */
+CONNPOOL_API int pool_version(void);
+/** Run-time version as "MAJOR.MINOR.PATCH"; a static string. Since 1.0. */
+CONNPOOL_API const char *pool_version_string(void);
+
+/* ---------------------------------------------------------------- errors */
+
+/** A static description of a status code ("unknown error" for codes it does not know).
+ *  Never NULL; never freed. Since 1.0. */
+CONNPOOL_API const char *pool_strerror(int code);
+
+/** The code's name ("POOL_ETIMEDOUT"), for bindings that map codes to exception classes;
+ *  "POOL_UNKNOWN" for codes it does not know. Static; never NULL. Since 1.0. */
+CONNPOOL_API const char *pool_error_name(int code);
+
+/** This thread's detail message for the last failed call, "" after a success. Never NULL.
+ *  Valid until this thread's next connpool call; copy it at once. Since 1.0. */
+CONNPOOL_API const char *pool_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CONNPOOL_H */

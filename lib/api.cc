@@ -1,0 +1,152 @@
+// The C surface: every extern "C" function, each noexcept and run through guard(), so no
+// exception ever crosses into the caller.
+#include "connpool.h"
+
+#include <cstring>
+
+#include "connector.hh"
+#include "error.hh"
+#include "options.hh"
+#include "pool.hh"
+
+using connpool::guard;
+
+namespace {
+
+connpool::pool *live_pool(pool_t *handle) {
+  auto *p = reinterpret_cast<connpool::pool *>(handle);
+  if (!p) throw connpool::error(POOL_EINVAL, "pool is NULL");
+  if (!p->valid()) throw connpool::error(POOL_EINVAL, "not a pool (or already released)");
+  return p;
+}
+
+int create(pool_t **out, std::unique_ptr<connpool::connector> connector,
+           const connpool::options &opts) {
+  *out = reinterpret_cast<pool_t *>(new connpool::pool(std::move(connector), opts));
+  return POOL_OK;
+}
+
+connpool::key_values params_pairs(const char *const *keys, const char *const *values) {
+  connpool::key_values pairs;
+  if (!keys) return pairs;
+  if (!values) throw connpool::error(POOL_EINVAL, "option keys given without values");
+  for (size_t i = 0; keys[i]; i++) {
+    if (!values[i])
+      throw connpool::error(POOL_EINVAL, std::string("option \"") + keys[i] + "\" has a NULL value");
+    pairs.emplace_back(keys[i], values[i]);
+  }
+  return pairs;
+}
+
+int create_from_pairs(pool_t **out, const char *conninfo, const connpool::key_values &pairs) {
+  if (!conninfo) throw connpool::error(POOL_EINVAL, "conninfo is NULL");
+  connpool::options opts = connpool::parse_options(pairs);
+  return create(out, connpool::make_connector(conninfo), opts);
+}
+
+}  // namespace
+
+extern "C" {
+
+int pool_create(pool_t **out, const char *conninfo, const char *options) {
+  connpool::clear_error();
+  if (!out) return connpool::set_error(POOL_EINVAL, "out is NULL");
+  *out = nullptr;
+  return guard([&] {
+    return create_from_pairs(out, conninfo, connpool::split_key_values(options));
+  });
+}
+
+int pool_create_params(pool_t **out, const char *conninfo, const char *const *keys,
+                       const char *const *values) {
+  connpool::clear_error();
+  if (!out) return connpool::set_error(POOL_EINVAL, "out is NULL");
+  *out = nullptr;
+  return guard([&] { return create_from_pairs(out, conninfo, params_pairs(keys, values)); });
+}
+
+int pool_create_custom(pool_t **out, const char *options, pool_open_cb open,
+                       pool_close_cb close, pool_reset_cb reset, pool_ping_cb ping,
+                       pool_destroy_cb destroy, void *user_data) {
+  connpool::clear_error();
+  if (out) *out = nullptr;
+  // user_data is ours from this call on: once a connector holds it, the connector's
+  // destructor destroys it; until then, a failure destroys it here.
+  bool connector_owns = false;
+  int rc = guard([&] {
+    if (!out) throw connpool::error(POOL_EINVAL, "out is NULL");
+    if (!open || !close)
+      throw connpool::error(POOL_EINVAL, "a custom connector needs open and close callbacks");
+    connpool::options opts = connpool::parse_options(connpool::split_key_values(options));
+    auto connector =
+        connpool::make_custom_connector(open, close, reset, ping, destroy, user_data);
+    connector_owns = true;
+    return create(out, std::move(connector), opts);
+  });
+  if (rc != POOL_OK && !connector_owns && destroy) destroy(user_data);
+  return rc;
+}
+
+int pool_dispose(pool_t *pool) {
+  connpool::clear_error();
+  if (!pool) return POOL_OK;
+  return guard([&] { return live_pool(pool)->dispose(); });
+}
+
+int pool_checkout(pool_lease_t **out, pool_t *pool, int64_t timeout_ms) {
+  connpool::clear_error();
+  if (!out) return connpool::set_error(POOL_EINVAL, "out is NULL");
+  *out = nullptr;
+  return guard([&] {
+    *out = live_pool(pool)->checkout(timeout_ms);
+    return POOL_OK;
+  });
+}
+
+void *pool_lease_native(const pool_lease_t *lease) {
+  return connpool::pool::native(lease);
+}
+
+int pool_checkin(pool_lease_t *lease) {
+  connpool::clear_error();
+  return guard([&] {
+    connpool::pool::checkin(lease);
+    return POOL_OK;
+  });
+}
+
+int pool_invalidate(pool_lease_t *lease) {
+  connpool::clear_error();
+  return guard([&] {
+    connpool::pool::invalidate(lease);
+    return POOL_OK;
+  });
+}
+
+int pool_stats_get(pool_t *pool, pool_stats_t *stats) {
+  connpool::clear_error();
+  return guard([&] {
+    if (!stats) throw connpool::error(POOL_EINVAL, "stats is NULL");
+    if (stats->size < int64_t(sizeof stats->size) + int64_t(sizeof(int64_t)))
+      throw connpool::error(POOL_EINVAL, "stats->size is not set to sizeof(pool_stats_t)");
+    live_pool(pool)->stats(stats);
+    return POOL_OK;
+  });
+}
+
+int pool_version(void) {
+  return CONNPOOL_VERSION_MAJOR * 10000 + CONNPOOL_VERSION_MINOR * 100 + CONNPOOL_VERSION_PATCH;
+}
+
+#define CONNPOOL_STR2(x) #x
+#define CONNPOOL_STR(x) CONNPOOL_STR2(x)
+const char *pool_version_string(void) {
+  return CONNPOOL_STR(CONNPOOL_VERSION_MAJOR) "." CONNPOOL_STR(
+      CONNPOOL_VERSION_MINOR) "." CONNPOOL_STR(CONNPOOL_VERSION_PATCH);
+}
+
+const char *pool_strerror(int code) { return connpool::status_text(code); }
+const char *pool_error_name(int code) { return connpool::status_name(code); }
+const char *pool_last_error(void) { return connpool::last_error(); }
+
+}  // extern "C"

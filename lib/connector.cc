@@ -1,0 +1,26 @@
+// Which connector a connection string selects.
+#include <cstring>
+
+#include "connector.hh"
+#include "error.hh"
+
+namespace connpool {
+
+std::unique_ptr<connector> make_connector(const char *conninfo) {
+  if (std::strncmp(conninfo, "postgresql://", 13) == 0 ||
+      std::strncmp(conninfo, "postgres://", 11) == 0)
+    return make_pq_connector(conninfo);
+  if (std::strncmp(conninfo, "odbc:", 5) == 0)
+    throw error(POOL_ENOTSUP, "the ODBC connector is not built into this library");
+  if (std::strstr(conninfo, "://"))
+    throw error(POOL_ENOTSUP,
+                "connection string names an unsupported scheme (supported: postgresql://, "
+                "postgres://, libpq key=value)");
+  // A libpq key=value string; "" takes everything from libpq's PG* environment variables.
+  if (conninfo[strspn(conninfo, " \t\r\n")] == '\0' || std::strchr(conninfo, '='))
+    return make_pq_connector(conninfo);
+  throw error(POOL_EINVAL,
+              "connection string is neither a postgresql:// URI nor libpq key=value pairs");
+}
+
+}  // namespace connpool

@@ -1,0 +1,43 @@
+// What the pool needs from a backend. The pool calls these without holding its lock, from the
+// thread that called into connpool, possibly from several threads at once for different
+// connections.
+#ifndef CONNPOOL_CONNECTOR_HH
+#define CONNPOOL_CONNECTOR_HH
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "connpool.h"
+
+namespace connpool {
+
+using clock = std::chrono::steady_clock;
+
+class connector {
+ public:
+  virtual ~connector() = default;
+  // Opens a connection before `deadline` and returns its handle (never NULL). Throws
+  // error(POOL_ECONNECT) with the driver's message, passwords removed.
+  virtual void *open(clock::time_point deadline) = 0;
+  virtual void close(void *handle) noexcept = 0;
+  // Applies `mode` at checkin; false means the connection is broken and must be closed.
+  virtual bool reset(void *handle, pool_reset_mode mode) noexcept = 0;
+  // True if the connection answered.
+  virtual bool ping(void *handle) noexcept = 0;
+};
+
+// libpq; throws error(POOL_EINVAL) for a conninfo libpq cannot parse.
+std::unique_ptr<connector> make_pq_connector(const char *conninfo);
+
+std::unique_ptr<connector> make_custom_connector(pool_open_cb open, pool_close_cb close,
+                                                 pool_reset_cb reset, pool_ping_cb ping,
+                                                 pool_destroy_cb destroy, void *user_data);
+
+// Which connector a connection string selects, or nullptr with POOL_ENOTSUP thrown.
+std::unique_ptr<connector> make_connector(const char *conninfo);
+
+}  // namespace connpool
+
+#endif

@@ -1,0 +1,136 @@
+// PostgreSQL through libpq.
+#include <libpq-fe.h>
+#include <poll.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "connector.hh"
+#include "error.hh"
+#include "scrub.hh"
+
+namespace connpool {
+
+namespace {
+
+using std::chrono::milliseconds;
+
+class pq_connector final : public connector {
+ public:
+  explicit pq_connector(const char *conninfo) : conninfo_(conninfo) {
+    char *parse_error = nullptr;
+    PQconninfoOption *parsed = PQconninfoParse(conninfo, &parse_error);
+    if (!parsed) {
+      std::string why = parse_error ? trimmed(parse_error) : "out of memory";
+      PQfreemem(parse_error);
+      throw error(POOL_EINVAL, "invalid connection string: " + scrub(why, {}));
+    }
+    for (PQconninfoOption *o = parsed; o->keyword; o++) {
+      if (!o->val) continue;
+      if (std::strcmp(o->keyword, "password") == 0) secrets_.emplace_back(o->val);
+      if (std::strcmp(o->keyword, "connect_timeout") == 0) {
+        // libpq's own rule: a connect_timeout below 2 seconds counts as 2; 0 means none.
+        int seconds = std::atoi(o->val);
+        if (seconds > 0) connect_timeout_ = milliseconds(1000 * std::max(seconds, 2));
+      }
+    }
+    PQconninfoFree(parsed);
+    if (const char *env = std::getenv("PGPASSWORD")) secrets_.emplace_back(env);
+  }
+
+  void *open(clock::time_point deadline) override {
+    clock::time_point start = clock::now();
+    if (connect_timeout_.count() > 0) deadline = std::min(deadline, start + connect_timeout_);
+    // The caller's string comes last, so it overrides every default placed before it.
+    const char *const keys[] = {"fallback_application_name", "dbname", nullptr};
+    const char *const values[] = {"connpool", conninfo_.c_str(), nullptr};
+    PGconn *conn = PQconnectStartParams(keys, values, 1);
+    if (!conn) throw std::bad_alloc();
+    PostgresPollingStatusType polling = PGRES_POLLING_WRITING;
+    while (PQstatus(conn) != CONNECTION_BAD && polling != PGRES_POLLING_OK &&
+           polling != PGRES_POLLING_FAILED) {
+      auto left = std::chrono::duration_cast<milliseconds>(deadline - clock::now()).count();
+      struct pollfd pfd = {PQsocket(conn), short(polling == PGRES_POLLING_READING ? POLLIN : POLLOUT), 0};
+      int ready = left > 0 ? poll(&pfd, 1, int(std::min<int64_t>(left, INT32_MAX))) : 0;
+      if (ready == 0) {
+        PQfinish(conn);
+        char msg[128];
+        std::snprintf(msg, sizeof msg, "connect failed: timed out after %.2f s",
+                      std::chrono::duration<double>(clock::now() - start).count());
+        throw error(POOL_ECONNECT, msg);
+      }
+      if (ready < 0 && errno != EINTR) break;
+      polling = PQconnectPoll(conn);
+    }
+    if (PQstatus(conn) != CONNECTION_OK) {
+      std::string why = scrub(trimmed(PQerrorMessage(conn)), secrets_);
+      PQfinish(conn);
+      throw error(POOL_ECONNECT, "connect failed: " + why);
+    }
+    return conn;
+  }
+
+  void close(void *handle) noexcept override { PQfinish(static_cast<PGconn *>(handle)); }
+
+  bool reset(void *handle, pool_reset_mode mode) noexcept override {
+    auto *conn = static_cast<PGconn *>(handle);
+    if (!alive(conn)) return false;
+    switch (PQtransactionStatus(conn)) {
+      case PQTRANS_IDLE:
+        return true;
+      case PQTRANS_INTRANS:
+      case PQTRANS_INERROR:
+        if (mode == POOL_RESET_NONE) return true;
+        return run(conn, mode == POOL_RESET_COMMIT ? "COMMIT" : "ROLLBACK", PGRES_COMMAND_OK) &&
+               PQtransactionStatus(conn) == PQTRANS_IDLE;
+      default:  // a query still running, or a status libpq cannot tell
+        return false;
+    }
+  }
+
+  bool ping(void *handle) noexcept override {
+    auto *conn = static_cast<PGconn *>(handle);
+    return alive(conn) && run(conn, "", PGRES_EMPTY_QUERY);
+  }
+
+ private:
+  static std::string trimmed(const char *text) {
+    std::string s = text ? text : "";
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    return s;
+  }
+
+  // Without a round trip: anything the server sent an idle connection (a termination
+  // notice, EOF) is read now, so a backend killed by pg_terminate_backend is seen at checkin.
+  static bool alive(PGconn *conn) {
+    if (PQstatus(conn) != CONNECTION_OK) return false;
+    struct pollfd pfd = {PQsocket(conn), POLLIN | POLLRDHUP, 0};
+    if (poll(&pfd, 1, 0) > 0) {
+      if (pfd.revents & (POLLHUP | POLLERR | POLLRDHUP | POLLNVAL)) return false;
+      if (!PQconsumeInput(conn)) return false;
+    }
+    return PQstatus(conn) == CONNECTION_OK;
+  }
+
+  static bool run(PGconn *conn, const char *sql, ExecStatusType want) {
+    PGresult *res = PQexec(conn, sql);
+    bool ok = res && PQresultStatus(res) == want;
+    PQclear(res);
+    return ok && PQstatus(conn) == CONNECTION_OK;
+  }
+
+  std::string conninfo_;
+  std::vector<std::string> secrets_;
+  milliseconds connect_timeout_{0};
+};
+
+}  // namespace
+
+std::unique_ptr<connector> make_pq_connector(const char *conninfo) {
+  return std::make_unique<pq_connector>(conninfo);
+}
+
+}  // namespace connpool

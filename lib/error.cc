@@ -1,0 +1,69 @@
+#include "error.hh"
+
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+
+namespace connpool {
+
+namespace {
+thread_local char message_buf[512];
+}
+
+void clear_error() noexcept { message_buf[0] = '\0'; }
+
+int set_error(int code, const char *message) noexcept {
+  std::snprintf(message_buf, sizeof message_buf, "%s", message ? message : "");
+  return code;
+}
+
+int set_errorf(int code, const char *format, ...) noexcept {
+  va_list ap;
+  va_start(ap, format);
+  std::vsnprintf(message_buf, sizeof message_buf, format, ap);
+  va_end(ap);
+  return code;
+}
+
+const char *last_error() noexcept { return message_buf; }
+
+}  // namespace connpool
+
+// One list gives the names and the texts, so they cannot drift apart.
+#define CONNPOOL_STATUS_MAP(X)                                                  \
+  X(POOL_OK, "success")                                                         \
+  X(POOL_ERROR, "internal error")                                               \
+  X(POOL_EINVAL, "invalid argument")                                            \
+  X(POOL_ENOMEM, "out of memory")                                               \
+  X(POOL_ETIMEDOUT, "timed out waiting for a connection")                       \
+  X(POOL_ECONNECT, "could not open a connection")                               \
+  X(POOL_EBUSY, "pool disposed with leases still out; released at last checkin") \
+  X(POOL_ECLOSED, "pool is closed")                                             \
+  X(POOL_ESTATE, "lease is not checked out")                                    \
+  X(POOL_ENOTSUP, "connector not supported")
+
+namespace connpool {
+
+const char *status_text(int code) noexcept {
+  switch (code) {
+#define X(name, text) \
+  case name:          \
+    return text;
+    CONNPOOL_STATUS_MAP(X)
+#undef X
+  }
+  return "unknown error";
+}
+
+const char *status_name(int code) noexcept {
+  switch (code) {
+#define X(name, text) \
+  case name:          \
+    return #name;
+    CONNPOOL_STATUS_MAP(X)
+#undef X
+  }
+  return "POOL_UNKNOWN";
+}
+
+}  // namespace connpool

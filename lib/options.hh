@@ -1,0 +1,33 @@
+// The pool's options: parsed from a libpq-style "key=value" string or from parallel arrays.
+#ifndef CONNPOOL_OPTIONS_HH
+#define CONNPOOL_OPTIONS_HH
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "connpool.h"
+
+namespace connpool {
+
+struct options {
+  int pool_size = 5;
+  int max_overflow = 10;  // -1: unlimited
+  double pool_timeout_s = 30.0;
+  bool use_lifo = false;
+  pool_reset_mode reset = POOL_RESET_ROLLBACK;
+  bool null_pool = false;  // poolclass=null: no reuse, no limit
+};
+
+using key_values = std::vector<std::pair<std::string, std::string>>;
+
+// Splits a conninfo-grammar string into pairs; throws error(POOL_EINVAL) on bad syntax.
+key_values split_key_values(const char *text);
+
+// Applies pairs in order (a repeated key: the last wins); throws error(POOL_EINVAL) naming
+// the key and the value.
+options parse_options(const key_values &pairs);
+
+}  // namespace connpool
+
+#endif

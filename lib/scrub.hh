@@ -1,0 +1,18 @@
+// Removing passwords from any text that may leave the library (error messages, logs).
+#ifndef CONNPOOL_SCRUB_HH
+#define CONNPOOL_SCRUB_HH
+
+#include <string>
+#include <vector>
+
+namespace connpool {
+
+// Replaces every occurrence of each secret with "****", then masks what looks like a
+// password anyway: the value of password=/pwd= (any case, quoted or not) and the password
+// of a URI's user:password@. Drivers echo pieces of connection strings in their messages,
+// so both are needed.
+std::string scrub(std::string text, const std::vector<std::string> &secrets);
+
+}  // namespace connpool
+
+#endif
