@@ -107,7 +107,25 @@ check: deps
 	$(MAKE) check-run
 
 check-run: all $(TEST_ALL) check-abi
-	tests/with-postgres.sh tests/run-tests.sh $(B) $(TESTS) test_scrub
+	SAN=$(SAN) tests/with-postgres.sh tests/run-tests.sh $(B) $(TESTS) test_scrub test-install.sh
+
+# ---------------------------------------------------------------- example and benchmark
+$(B)/examples/%: examples/%.c $(B)/$(SONAME)
+	@mkdir -p $(@D)
+	$(CC) -std=c99 $(WARN) -Iinclude $(CFLAGS) -o $@ $< $(TEST_LDFLAGS) -lconnpool
+
+# Runs the example against a throwaway PostgreSQL (the demo issue replaces this).
+example: all $(B)/examples/hello
+	tests/with-postgres.sh $(B)/examples/hello
+
+$(B)/bench/bench: bench/bench.c $(B)/$(SONAME)
+	@mkdir -p $(@D)
+	$(CC) -std=c99 -D_GNU_SOURCE -O2 $(WARN) -Iinclude $(PQ_CFLAGS) -pthread -o $@ $< \
+		$(TEST_LDFLAGS) -lconnpool $(PQ_LIBS)
+
+bench: deps
+	$(MAKE) all $(B)/bench/bench
+	tests/with-postgres.sh $(B)/bench/bench
 
 check-abi: $(SHARED)
 	tests/check-abi.sh $(SHARED) lib/exports.txt include/connpool.h

@@ -1,0 +1,17 @@
+#!/bin/sh
+# Installs, by name, the Debian packages that the build and the tests need and that are
+# missing. Does nothing when all are there (so `make check` can always call it).
+set -eu
+packages="g++ make gawk pkg-config libpq-dev libcmocka-dev postgresql postgresql-common"
+missing=""
+for p in $packages; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+    echo "install-deps: missing Debian packages:$missing (run 'make deps' as root)" >&2
+    exit 1
+fi
+echo "install-deps: installing$missing"
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
