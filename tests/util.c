@@ -1,0 +1,74 @@
+#include "util.h"
+
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int await_true(int (*cond)(void *), void *arg, int64_t timeout_ms) {
+    int64_t deadline = now_ms() + timeout_ms;
+    for (;;) {
+        if (cond(arg)) return 1;
+        if (now_ms() > deadline) return cond(arg);
+        sched_yield();
+    }
+}
+
+pool_stats_t stats_of(pool_t *pool) {
+    pool_stats_t st;
+    memset(&st, 0, sizeof st);
+    st.size = sizeof st;
+    assert_ok(pool_stats_get(pool, &st));
+    return st;
+}
+
+struct waiting_arg {
+    pool_t *pool;
+    int64_t n;
+};
+
+static int has_waiting(void *p) {
+    struct waiting_arg *a = p;
+    return stats_of(a->pool).waiting == a->n;
+}
+
+int await_waiting(pool_t *pool, int64_t n, int64_t timeout_ms) {
+    struct waiting_arg a = {pool, n};
+    return await_true(has_waiting, &a, timeout_ms);
+}
+
+PGconn *monitor_connect(void) {
+    PGconn *c = PQconnectdb("application_name=connpool_monitor");
+    if (PQstatus(c) != CONNECTION_OK) fail_msg("monitor connect: %s", PQerrorMessage(c));
+    return c;
+}
+
+long long query_int(PGconn *conn, const char *sql) {
+    PGresult *r = PQexec(conn, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) < 1)
+        fail_msg("query \"%s\": %s", sql, PQerrorMessage(conn));
+    long long v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return v;
+}
+
+long long sessions_named(PGconn *monitor, const char *application_name) {
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM pg_stat_activity WHERE application_name = '%s'",
+             application_name);
+    return query_int(monitor, sql);
+}
+
+int backend_exists(PGconn *monitor, int pid) {
+    char sql[128];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_stat_activity WHERE pid = %d", pid);
+    return query_int(monitor, sql) == 1;
+}
