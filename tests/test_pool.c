@@ -1,0 +1,528 @@
+/* Pool logic, driven deterministically by a connector written here: fairness, limits,
+ * overflow, failures, dispose and misuse. No database is involved. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+/* ---------------------------------------------------------------- the test connector */
+
+struct fake_conn {
+    int id;
+    atomic_int held; /* set while a thread holds it: catches double lending */
+};
+
+struct fake {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int block_opens;       /* opens wait while set */
+    int opens_in_progress; /* opens currently inside the callback */
+    int fail_opens;        /* this many next opens fail */
+    int reset_fails;       /* resets report the connection broken */
+    int last_reset_mode;
+    int64_t last_open_timeout_ms;
+    atomic_int opened, closed, destroyed, next_id;
+};
+
+static struct fake F;
+
+static void fake_init(void) {
+    memset(&F, 0, sizeof F);
+    pthread_mutex_init(&F.mu, NULL);
+    pthread_cond_init(&F.cv, NULL);
+    F.last_reset_mode = -1;
+}
+
+static int fake_open(void **out, char *err, size_t len, int64_t timeout_ms, void *ud) {
+    struct fake *f = ud;
+    pthread_mutex_lock(&f->mu);
+    f->last_open_timeout_ms = timeout_ms;
+    f->opens_in_progress++;
+    while (f->block_opens) pthread_cond_wait(&f->cv, &f->mu);
+    f->opens_in_progress--;
+    int fail = f->fail_opens > 0;
+    if (fail) f->fail_opens--;
+    pthread_mutex_unlock(&f->mu);
+    if (fail) {
+        snprintf(err, len, "fake server refused (test)");
+        return -1;
+    }
+    struct fake_conn *c = calloc(1, sizeof *c);
+    c->id = ++f->next_id;
+    f->opened++;
+    *out = c;
+    return 0;
+}
+
+static void fake_close(void *conn, void *ud) {
+    struct fake *f = ud;
+    struct fake_conn *c = conn;
+    assert_int_equal(atomic_load(&c->held), 0); /* never closed while a thread holds it */
+    free(c);
+    f->closed++;
+}
+
+static int fake_reset(void *conn, int mode, void *ud) {
+    (void)conn;
+    struct fake *f = ud;
+    pthread_mutex_lock(&f->mu);
+    f->last_reset_mode = mode;
+    int fails = f->reset_fails;
+    pthread_mutex_unlock(&f->mu);
+    return fails;
+}
+
+static void fake_destroy(void *ud) { ((struct fake *)ud)->destroyed++; }
+
+static void set_blocking(int on) {
+    pthread_mutex_lock(&F.mu);
+    F.block_opens = on;
+    pthread_cond_broadcast(&F.cv);
+    pthread_mutex_unlock(&F.mu);
+}
+
+static int one_open_in_progress(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&F.mu);
+    int n = F.opens_in_progress;
+    pthread_mutex_unlock(&F.mu);
+    return n == 1;
+}
+
+static pool_t *make_pool(const char *options) {
+    fake_init();
+    pool_t *pool;
+    assert_ok(pool_create_custom(&pool, options, fake_open, fake_close, fake_reset, NULL,
+                                 fake_destroy, &F));
+    return pool;
+}
+
+static int conn_id(const pool_lease_t *lease) {
+    struct fake_conn *c = pool_lease_native(lease);
+    assert_non_null(c);
+    return c->id;
+}
+
+/* A thread that checks out with a timeout and records what it got. */
+struct taker {
+    pthread_t thread;
+    pool_t *pool;
+    int64_t timeout_ms;
+    int rc;
+    int id;
+    int order;        /* when it got its connection, among all takers */
+    int checkin_now;  /* give the connection back at once */
+    pool_lease_t *lease; /* else kept here */
+    char message[256];
+};
+
+static atomic_int served;
+
+static void *take(void *p) {
+    struct taker *t = p;
+    pool_lease_t *lease;
+    t->rc = pool_checkout(&lease, t->pool, t->timeout_ms);
+    snprintf(t->message, sizeof t->message, "%s", pool_last_error());
+    if (t->rc == POOL_OK) {
+        t->order = ++served;
+        t->id = ((struct fake_conn *)pool_lease_native(lease))->id;
+        if (t->checkin_now) t->rc = pool_checkin(lease);
+        else t->lease = lease;
+    }
+    return NULL;
+}
+
+static void start_taker(struct taker *t, pool_t *pool, int64_t timeout_ms, int checkin_now) {
+    memset(t, 0, sizeof *t);
+    t->pool = pool;
+    t->timeout_ms = timeout_ms;
+    t->checkin_now = checkin_now;
+    assert_int_equal(pthread_create(&t->thread, NULL, take, t), 0);
+}
+
+/* ---------------------------------------------------------------- tests */
+
+static void idle_connection_is_reused(void **state) {
+    (void)state;
+    pool_t *pool = make_pool(NULL);
+    pool_lease_t *a, *b;
+    assert_ok(pool_checkout(&a, pool, -1));
+    int id = conn_id(a);
+    assert_ok(pool_checkin(a));
+    assert_ok(pool_checkout(&b, pool, -1));
+    assert_int_equal(conn_id(b), id);
+    pool_stats_t st = stats_of(pool);
+    assert_int_equal(st.opened_total, 1);
+    assert_int_equal(st.checked_out, 1);
+    assert_int_equal(st.checkouts_total, 2);
+    assert_int_equal(F.last_reset_mode, POOL_RESET_ROLLBACK);
+    assert_ok(pool_checkin(b));
+    assert_ok(pool_dispose(pool));
+    assert_int_equal(F.closed, 1);
+    assert_int_equal(F.destroyed, 1);
+}
+
+static void fifo_by_default_lifo_when_asked(void **state) {
+    (void)state;
+    for (int lifo = 0; lifo <= 1; lifo++) {
+        pool_t *pool = make_pool(lifo ? "pool_size=3 pool_use_lifo=true" : "pool_size=3");
+        pool_lease_t *l[3];
+        int ids[3];
+        for (int i = 0; i < 3; i++) {
+            assert_ok(pool_checkout(&l[i], pool, -1));
+            ids[i] = conn_id(l[i]);
+        }
+        for (int i = 0; i < 3; i++) assert_ok(pool_checkin(l[i]));
+        pool_lease_t *next;
+        assert_ok(pool_checkout(&next, pool, -1));
+        assert_int_equal(conn_id(next), lifo ? ids[2] : ids[0]);
+        assert_ok(pool_checkin(next));
+        assert_ok(pool_dispose(pool));
+    }
+}
+
+static void exhausted_pool_times_out_with_exact_message(void **state) {
+    (void)state;
+    pool_t *pool = make_pool("pool_size=1 max_overflow=0 pool_timeout=0.02");
+    pool_lease_t *held, *second = (pool_lease_t *)0x1;
+    assert_ok(pool_checkout(&held, pool, -1));
+    int64_t start = now_ms();
+    assert_int_equal(pool_checkout(&second, pool, -1), POOL_ETIMEDOUT);
+    assert_true(now_ms() - start >= 20); /* it did wait the pool_timeout */
+    assert_null(second);
+    assert_string_equal(pool_last_error(),
+                        "QueuePool limit of size 1 overflow 0 reached, connection timed out, "
+                        "timeout 0.02 (checked out 1, idle 0, waiting 0)");
+    /* 0 means do not wait; an explicit timeout overrides pool_timeout */
+    assert_int_equal(pool_checkout(&second, pool, 0), POOL_ETIMEDOUT);
+    assert_non_null(strstr(pool_last_error(), "timeout 0.00"));
+    assert_int_equal(pool_checkout(&second, pool, 5), POOL_ETIMEDOUT);
+    assert_non_null(strstr(pool_last_error(), "timeout 0.01"));
+    pool_stats_t st = stats_of(pool);
+    assert_int_equal(st.timeouts_total, 3);
+    assert_int_equal(st.waiting, 0);
+    assert_true(st.wait_total_us >= 20000);
+    assert_true(st.wait_max_us >= 20000);
+    assert_ok(pool_checkin(held));
+    assert_ok(pool_dispose(pool));
+}
+
+static void waiters_are_served_first_come_first_served(void **state) {
+    (void)state;
+    pool_t *pool = make_pool("pool_size=1 max_overflow=0");
+    pool_lease_t *held;
+    assert_ok(pool_checkout(&held, pool, -1));
+    int id = conn_id(held);
+    struct taker t[4];
+    served = 0;
+    for (int i = 0; i < 4; i++) {
+        start_taker(&t[i], pool, 5000, 1);
+        assert_true(await_waiting(pool, i + 1, 5000)); /* queued in this order */
+    }
+    assert_ok(pool_checkin(held));
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i].thread, NULL);
+        assert_int_equal(t[i].rc, POOL_OK);
+        assert_int_equal(t[i].order, i + 1);
+        assert_int_equal(t[i].id, id); /* handed on, never reopened */
+    }
+    assert_int_equal(stats_of(pool).opened_total, 1);
+    assert_ok(pool_dispose(pool));
+}
+
+static void checkin_hands_off_to_a_waiter_not_a_newcomer(void **state) {
+    (void)state;
+    pool_t *pool = make_pool("pool_size=1 max_overflow=0");
+    pool_lease_t *held, *newcomer = NULL;
+    assert_ok(pool_checkout(&held, pool, -1));
+    struct taker t;
+    start_taker(&t, pool, 5000, 0);
+    assert_true(await_waiting(pool, 1, 5000));
+    assert_ok(pool_checkin(held));
+    /* the waiter owns it now, even if it has not run yet: no barging */
+    assert_int_equal(pool_checkout(&newcomer, pool, 0), POOL_ETIMEDOUT);
+    pthread_join(t.thread, NULL);
+    assert_int_equal(t.rc, POOL_OK);
+    pool_stats_t st = stats_of(pool);
+    assert_int_equal(st.checked_out, 1);
+    assert_int_equal(st.idle, 0);
+    assert_ok(pool_checkin(t.lease));
+    assert_ok(pool_dispose(pool));
+}
+
+static void overflow_connections_close_at_checkin(void **state) {
+    (void)state;
+    pool_t *pool = make_pool("pool_size=2 max_overflow=2");
+    pool_lease_t *l[5];
+    for (int i = 0; i < 4; i++) assert_ok(pool_checkout(&l[i], pool, -1));
+    pool_stats_t st = stats_of(pool);
+    assert_int_equal(st.overflow, 2);
+    assert_int_equal(pool_checkout(&l[4], pool, 0), POOL_ETIMEDOUT);
+    for (int i = 0; i < 4; i++) assert_ok(pool_checkin(l[i]));
+    st = stats_of(pool);
+    assert_int_equal(st.idle, 2);
+    assert_int_equal(st.overflow, 0);
+    assert_int_equal(st.closed_total, 2);
+    assert_int_equal(F.closed, 2);
+    assert_ok(pool_dispose(pool));
+    assert_int_equal(F.closed, 4);
+}
+
+static void unlimited_overflow_never_waits(void **state) {
+    (void)state;
+    pool_t *pool = make_pool("pool_size=1 max_overflow=-1");
+    pool_lease_t *l[20];
+    for (int i = 0; i < 20; i++) assert_ok(pool_checkout(&l[i], pool, 0));
+    assert_int_equal(stats_of(pool).overflow, 19);
+    for (int i = 0; i < 20; i++) assert_ok(pool_checkin(l[i]));
+    assert_int_equal(stats_of(pool).idle, 1);
+    assert_ok(pool_dispose(pool));
+}
+
+static void failed_open_reports_and_frees_the_slot(void **state) {
+    (void)state;
+    pool_t *pool = make_pool("pool_size=1 max_overflow=0");
+    F.fail_opens = 1;
+    pool_lease_t *l = (pool_lease_t *)0x1;
+    assert_int_equal(pool_checkout(&l, pool, -1), POOL_ECONNECT);
+    assert_null(l);
+    assert_string_equal(pool_last_error(), "connect failed: fake server refused (test)");
+    pool_stats_t st = stats_of(pool);
+    assert_int_equal(st.opening, 0);
+    assert_int_equal(st.checked_out, 0);
+    assert_int_equal(st.connect_failures_total, 1);
+    assert_ok(pool_checkout(&l, pool, 0)); /* the slot is free again */
+    assert_ok(pool_checkin(l));
+    assert_ok(pool_dispose(pool));
+}
+
+static void a_freed_slot_goes_to_the_first_waiter(void **state) {
+    (void)state;
+    pool_t *pool = make_pool("pool_size=1 max_overflow=0");
+    pool_lease_t *held;
+    assert_ok(pool_checkout(&held, pool, -1));
+    int old = conn_id(held);
+    struct taker t;
+    start_taker(&t, pool, 5000, 1);
+    assert_true(await_waiting(pool, 1, 5000));
+    assert_ok(pool_invalidate(held));
+    assert_ok(pool_checkin(held)); /* closed, and the waiter may open a new one */
+    pthread_join(t.thread, NULL);
+    assert_int_equal(t.rc, POOL_OK);
+    assert_int_not_equal(t.id, old);
+
+    /* the waiter's own open fails: it gets the connect error, not a timeout */
+    assert_ok(pool_checkout(&held, pool, -1));
+    start_taker(&t, pool, 5000, 1);
+    assert_true(await_waiting(pool, 1, 5000));
+    F.fail_opens = 1;
+    assert_ok(pool_invalidate(held));
+    assert_ok(pool_checkin(held));
+    pthread_join(t.thread, NULL);
+    assert_int_equal(t.rc, POOL_ECONNECT);
+    pool_stats_t st = stats_of(pool);
+    assert_int_equal(st.opening + st.checked_out + st.idle + st.waiting, 0);
+    assert_ok(pool_dispose(pool));
+}
+
+static void a_slow_connect_does_not_stall_checkouts_served_from_idle(void **state) {
+    (void)state;
+    pool_t *pool = make_pool("pool_size=2 max_overflow=0");
+    pool_lease_t *first, *again;
+    assert_ok(pool_checkout(&first, pool, -1));
+    set_blocking(1);
+    struct taker slow;
+    start_taker(&slow, pool, 5000, 1); /* needs a second connection: blocks in open */
+    assert_true(await_true(one_open_in_progress, NULL, 5000));
+    assert_ok(pool_checkin(first));
+    assert_ok(pool_checkout(&again, pool, 0)); /* served at once, the connect still pending */
+    assert_int_equal(stats_of(pool).opening, 1);
+    assert_true(F.last_open_timeout_ms > 4000 && F.last_open_timeout_ms <= 5000);
+    set_blocking(0);
+    pthread_join(slow.thread, NULL);
+    assert_int_equal(slow.rc, POOL_OK);
+    assert_ok(pool_checkin(again));
+    pool_stats_t st = stats_of(pool);
+    assert_int_equal(st.idle, 2);
+    assert_int_equal(st.opened_total, 2);
+    assert_ok(pool_dispose(pool));
+}
+
+static void broken_or_invalidated_connections_are_closed(void **state) {
+    (void)state;
+    pool_t *pool = make_pool("pool_size=2 reset_on_return=commit");
+    pool_lease_t *l;
+    assert_ok(pool_checkout(&l, pool, -1));
+    int first = conn_id(l);
+    F.reset_fails = 1;
+    assert_ok(pool_checkin(l));
+    assert_int_equal(F.last_reset_mode, POOL_RESET_COMMIT);
+    assert_int_equal(F.closed, 1);
+    F.reset_fails = 0;
+    assert_ok(pool_checkout(&l, pool, -1));
+    assert_int_not_equal(conn_id(l), first);
+    assert_ok(pool_invalidate(l));
+    assert_ok(pool_checkin(l));
+    assert_int_equal(F.closed, 2);
+    pool_stats_t st = stats_of(pool);
+    assert_int_equal(st.idle, 0);
+    assert_int_equal(st.closed_total, 2);
+    assert_ok(pool_dispose(pool));
+}
+
+static void null_pool_opens_and_closes_every_time(void **state) {
+    (void)state;
+    pool_t *pool = make_pool("poolclass=null pool_size=1 max_overflow=0");
+    pool_lease_t *a, *b;
+    assert_ok(pool_checkout(&a, pool, 0));
+    assert_ok(pool_checkout(&b, pool, 0)); /* no limit */
+    assert_ok(pool_checkin(a));
+    assert_ok(pool_checkin(b));
+    assert_int_equal(F.opened, 2);
+    assert_int_equal(F.closed, 2);
+    assert_int_equal(F.last_reset_mode, -1); /* no reset for a connection about to close */
+    assert_int_equal(stats_of(pool).idle, 0);
+    assert_ok(pool_dispose(pool));
+}
+
+static void dispose_wakes_waiters_and_waits_for_leases(void **state) {
+    (void)state;
+    pool_t *pool = make_pool("pool_size=1 max_overflow=0");
+    pool_lease_t *held;
+    assert_ok(pool_checkout(&held, pool, -1));
+    struct taker t;
+    start_taker(&t, pool, 5000, 1);
+    assert_true(await_waiting(pool, 1, 5000));
+    assert_int_equal(pool_dispose(pool), POOL_EBUSY);
+    assert_non_null(strstr(pool_last_error(), "1 lease(s) still out"));
+    pthread_join(t.thread, NULL);
+    assert_int_equal(t.rc, POOL_ECLOSED);
+    assert_int_equal(pool_dispose(pool), POOL_ECLOSED); /* still alive: a lease is out */
+    assert_non_null(pool_lease_native(held)); /* the lease keeps working */
+    assert_int_equal(F.destroyed, 0);
+    assert_ok(pool_checkin(held)); /* closes it and releases the pool */
+    assert_int_equal(F.closed, 1);
+    assert_int_equal(F.destroyed, 1);
+    assert_int_equal(pool_dispose(NULL), POOL_OK);
+}
+
+static void dispose_closes_idle_connections_at_once(void **state) {
+    (void)state;
+    pool_t *pool = make_pool("pool_size=3");
+    pool_lease_t *l[3];
+    for (int i = 0; i < 3; i++) assert_ok(pool_checkout(&l[i], pool, -1));
+    for (int i = 0; i < 3; i++) assert_ok(pool_checkin(l[i]));
+    assert_int_equal(F.closed, 0);
+    assert_ok(pool_dispose(pool));
+    assert_int_equal(F.closed, 3);
+    assert_int_equal(F.destroyed, 1);
+}
+
+static void misuse_is_an_error_and_keeps_counts_exact(void **state) {
+    (void)state;
+    pool_t *pool = make_pool("pool_size=2");
+    pool_lease_t *a, *b;
+    assert_int_equal(pool_checkout(NULL, pool, 0), POOL_EINVAL);
+    assert_int_equal(pool_checkout(&a, NULL, 0), POOL_EINVAL);
+    assert_int_equal(pool_checkin(NULL), POOL_EINVAL);
+    assert_int_equal(pool_invalidate(NULL), POOL_EINVAL);
+    assert_null(pool_lease_native(NULL));
+
+    assert_ok(pool_checkout(&a, pool, -1));
+    assert_ok(pool_checkin(a));
+    assert_int_equal(pool_checkin(a), POOL_ESTATE); /* twice */
+    assert_non_null(strstr(pool_last_error(), "checked in twice"));
+    assert_int_equal(pool_invalidate(a), POOL_ESTATE);
+    assert_null(pool_lease_native(a));
+
+    /* the same record lent again: the stale handle still cannot touch the new lease */
+    assert_ok(pool_checkout(&b, pool, -1));
+    assert_ptr_equal(pool_lease_native(b) != NULL, 1);
+    assert_int_equal(pool_checkin(a), POOL_ESTATE);
+    assert_null(pool_lease_native(a));
+    pool_stats_t st = stats_of(pool);
+    assert_int_equal(st.checked_out, 1);
+    assert_int_equal(st.idle, 0);
+    assert_ok(pool_checkin(b));
+    st = stats_of(pool);
+    assert_int_equal(st.checked_out, 0);
+    assert_int_equal(st.idle, 1);
+    assert_int_equal(st.checkouts_total, 2);
+    assert_ok(pool_dispose(pool));
+}
+
+struct hammer {
+    pool_t *pool;
+    int rounds;
+    int failures;
+};
+
+static void *hammer_run(void *p) {
+    struct hammer *h = p;
+    for (int i = 0; i < h->rounds; i++) {
+        pool_lease_t *l;
+        if (pool_checkout(&l, h->pool, 10000) != POOL_OK) {
+            h->failures++;
+            continue;
+        }
+        struct fake_conn *c = pool_lease_native(l);
+        int expected = 0;
+        if (!atomic_compare_exchange_strong(&c->held, &expected, 1)) h->failures++;
+        if (i % 7 == 0) sched_yield();
+        atomic_store(&c->held, 0);
+        if (i % 97 == 0) pool_invalidate(l);
+        if (pool_checkin(l) != POOL_OK) h->failures++;
+    }
+    return NULL;
+}
+
+static void no_two_threads_ever_hold_one_connection(void **state) {
+    (void)state;
+    pool_t *pool = make_pool("pool_size=3 max_overflow=2");
+    enum { THREADS = 16, ROUNDS = 3000 };
+    pthread_t th[THREADS];
+    struct hammer h[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        h[i] = (struct hammer){pool, ROUNDS, 0};
+        pthread_create(&th[i], NULL, hammer_run, &h[i]);
+    }
+    for (int i = 0; i < THREADS; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(h[i].failures, 0);
+    }
+    pool_stats_t st = stats_of(pool);
+    assert_int_equal(st.checkouts_total, THREADS * ROUNDS);
+    assert_int_equal(st.checked_out, 0);
+    assert_int_equal(st.waiting, 0);
+    assert_int_equal(st.opening, 0);
+    assert_true(st.idle <= 3);
+    assert_int_equal(st.opened_total - st.closed_total, st.idle);
+    assert_int_equal(st.timeouts_total, 0);
+    assert_ok(pool_dispose(pool));
+    assert_int_equal(F.opened, F.closed);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(idle_connection_is_reused),
+        cmocka_unit_test(fifo_by_default_lifo_when_asked),
+        cmocka_unit_test(exhausted_pool_times_out_with_exact_message),
+        cmocka_unit_test(waiters_are_served_first_come_first_served),
+        cmocka_unit_test(checkin_hands_off_to_a_waiter_not_a_newcomer),
+        cmocka_unit_test(overflow_connections_close_at_checkin),
+        cmocka_unit_test(unlimited_overflow_never_waits),
+        cmocka_unit_test(failed_open_reports_and_frees_the_slot),
+        cmocka_unit_test(a_freed_slot_goes_to_the_first_waiter),
+        cmocka_unit_test(a_slow_connect_does_not_stall_checkouts_served_from_idle),
+        cmocka_unit_test(broken_or_invalidated_connections_are_closed),
+        cmocka_unit_test(null_pool_opens_and_closes_every_time),
+        cmocka_unit_test(dispose_wakes_waiters_and_waits_for_leases),
+        cmocka_unit_test(dispose_closes_idle_connections_at_once),
+        cmocka_unit_test(misuse_is_an_error_and_keeps_counts_exact),
+        cmocka_unit_test(no_two_threads_ever_hold_one_connection),
+    };
+    return cmocka_run_group_tests_name("pool", tests, NULL, NULL);
+}
