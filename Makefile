@@ -16,11 +16,6 @@ AR ?= ar
 CFLAGS ?= -O2 -g
 CXXFLAGS ?= -O2 -g
 
-B := build
-SONAME := libconnpool.so.$(VERSION_MAJOR)
-SHARED := $(B)/libconnpool.so.$(VERSION)
-STATIC := $(B)/libconnpool.a
-
 # Sanitizers for the whole build: make check SAN=address (ASan+UBSan) or SAN=thread.
 SAN ?=
 ifeq ($(SAN),address)
@@ -30,9 +25,11 @@ SAN_FLAGS := -fsanitize=thread
 else ifneq ($(SAN),)
 $(error SAN must be address or thread)
 endif
-ifneq ($(SAN),)
-B := build/san-$(SAN)
-endif
+B := build$(if $(SAN),/san-$(SAN))
+
+SONAME := libconnpool.so.$(VERSION_MAJOR)
+SHARED := $(B)/libconnpool.so.$(VERSION)
+STATIC := $(B)/libconnpool.a
 
 PQ_CFLAGS = $(shell pkg-config --cflags libpq 2>/dev/null || echo -I/usr/include/postgresql)
 PQ_LIBS = $(shell pkg-config --libs libpq 2>/dev/null || echo -lpq)
@@ -72,8 +69,11 @@ $(STATIC): $(LIB_OBJS)
 	rm -f $@
 	$(AR) rcs $@ $^
 
-$(B)/connpool.pc: pkgconfig/connpool.pc.in include/connpool.h
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+# Paths under the prefix are written relative to ${prefix}, so the .pc file relocates (zstd).
+PC_LIBDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))
+PC_INCLUDEDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))
+$(B)/connpool.pc: pkgconfig/connpool.pc.in include/connpool.h Makefile
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(PC_LIBDIR)|' -e 's|@INCLUDEDIR@|$(PC_INCLUDEDIR)|' \
 		-e 's|@VERSION@|$(VERSION)|' $< > $@
 
 # ---------------------------------------------------------------- tests
