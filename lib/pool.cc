@@ -1,5 +1,6 @@
 #include "pool.hh"
 
+#include <algorithm>
 #include <climits>
 #include <cstdio>
 #include <cstring>
@@ -117,10 +118,14 @@ void pool::throw_timeout(double timeout_s) {
 }
 
 pool_lease_t *pool::checkout(int64_t timeout_ms) {
+  // Capped at about three years, far inside the clock's range.
   double timeout_s = timeout_ms < 0 ? opts_.pool_timeout_s : double(timeout_ms) / 1000.0;
-  clock::time_point start = clock::now();
-  clock::time_point deadline =
-      start + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(timeout_s));
+  timeout_s = std::min(timeout_s, 1e8);
+  // The clock is read only off the fast path: an idle connection needs no deadline.
+  auto deadline_from = [timeout_s](clock::time_point start) {
+    return start + std::chrono::duration_cast<clock::duration>(
+                       std::chrono::duration<double>(timeout_s));
+  };
 
   std::unique_lock<std::mutex> lock(mu_);
   if (closed_) throw error(POOL_ECLOSED, "pool is disposed");
@@ -131,10 +136,12 @@ pool_lease_t *pool::checkout(int64_t timeout_ms) {
       opening_++;
       inside_++;
       lock.unlock();
-      return open_new(deadline);
+      return open_new(deadline_from(clock::now()));
     }
   }
   if (timeout_s <= 0) throw_timeout(timeout_s);
+  clock::time_point start = clock::now();
+  clock::time_point deadline = deadline_from(start);
 
   waiter w;
   w.prev = waiters_tail_;
