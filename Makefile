@@ -70,11 +70,13 @@ $(STATIC): $(LIB_OBJS)
 	$(AR) rcs $@ $^
 
 # Paths under the prefix are written relative to ${prefix}, so the .pc file relocates (zstd).
+# `install` writes it again, so a PREFIX given only to `make install` is honoured.
 PC_LIBDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(LIBDIR))
 PC_INCLUDEDIR = $(patsubst $(PREFIX)/%,$${prefix}/%,$(INCLUDEDIR))
+GEN_PC = sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(PC_LIBDIR)|' \
+	-e 's|@INCLUDEDIR@|$(PC_INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' pkgconfig/connpool.pc.in
 $(B)/connpool.pc: pkgconfig/connpool.pc.in include/connpool.h Makefile
-	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(PC_LIBDIR)|' -e 's|@INCLUDEDIR@|$(PC_INCLUDEDIR)|' \
-		-e 's|@VERSION@|$(VERSION)|' $< > $@
+	$(GEN_PC) > $@
 
 # ---------------------------------------------------------------- tests
 TESTS := test_options test_pool test_pq
@@ -112,7 +114,7 @@ check-run: all $(TEST_ALL) check-abi
 # ---------------------------------------------------------------- example and benchmark
 $(B)/examples/%: examples/%.c $(B)/$(SONAME)
 	@mkdir -p $(@D)
-	$(CC) -std=c99 $(WARN) -Iinclude $(CFLAGS) -o $@ $< $(TEST_LDFLAGS) -lconnpool
+	$(CC) -std=c99 $(WARN) -Iinclude $(PQ_CFLAGS) $(CFLAGS) -o $@ $< $(TEST_LDFLAGS) -lconnpool $(PQ_LIBS)
 
 # Runs the example against a throwaway PostgreSQL (the demo issue replaces this).
 example: all $(B)/examples/hello
@@ -141,7 +143,8 @@ install: all
 	ln -sf libconnpool.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libconnpool.so
 	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
-	install -m 644 $(B)/connpool.pc $(DESTDIR)$(PKGCONFIGDIR)/
+	$(GEN_PC) > $(DESTDIR)$(PKGCONFIGDIR)/connpool.pc
+	chmod 644 $(DESTDIR)$(PKGCONFIGDIR)/connpool.pc
 
 uninstall:
 	rm -f $(DESTDIR)$(INCLUDEDIR)/connpool.h $(DESTDIR)$(LIBDIR)/libconnpool.so.$(VERSION) \

@@ -156,9 +156,10 @@ CONNPOOL_API int pool_create_custom(pool_t **out, const char *options, pool_open
  * they are checked in, which closes their connection. The memory is released when the last
  * lease is back. The handle belongs to the library after this call, whatever it returns.
  *
- * Returns POOL_OK when the pool was released, POOL_OK for NULL (a no-op), or POOL_EBUSY when
- * leases are still out (the message says how many); the pool is then released at the last
- * checkin.
+ * Returns POOL_OK when no lease is out (the pool is released now, or as soon as threads still
+ * inside it, waking waiters or a connect in progress, leave), POOL_OK for NULL (a no-op), or
+ * POOL_EBUSY when leases are still out (the message says how many); the pool is then
+ * released at the last checkin.
  * Errors:  POOL_EINVAL (not a pool), POOL_ECLOSED (already disposed, leases still out).
  * Thread-safety: any thread, but no other call may use the handle once this returns.
  * Since 1.0.
