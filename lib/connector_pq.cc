@@ -20,13 +20,14 @@ using std::chrono::milliseconds;
 
 class pq_connector final : public connector {
  public:
-  explicit pq_connector(const char *conninfo) : conninfo_(conninfo) {
+  explicit pq_connector(const char *conninfo)
+      : conninfo_(conninfo), secrets_(secrets_in_connection_string(conninfo)) {
     char *parse_error = nullptr;
     PQconninfoOption *parsed = PQconninfoParse(conninfo, &parse_error);
     if (!parsed) {
       std::string why = parse_error ? trimmed(parse_error) : "out of memory";
       PQfreemem(parse_error);
-      throw error(POOL_EINVAL, "invalid connection string: " + scrub(why, {}));
+      throw error(POOL_EINVAL, "invalid connection string: " + scrub(why, secrets_));
     }
     for (PQconninfoOption *o = parsed; o->keyword; o++) {
       if (!o->val) continue;

@@ -71,7 +71,68 @@ void mask_uri_userinfo(std::string &s) {
   }
 }
 
+// Adds a value and, if it has several words, each word: a driver that cannot parse an unquoted
+// password with a space quotes only one of its words back.
+void add_secret(std::vector<std::string> &out, const std::string &value) {
+  if (value.empty()) return;
+  out.push_back(value);
+  size_t start = 0;
+  while (start < value.size()) {
+    size_t end = value.find_first_of(" \t", start);
+    if (end == std::string::npos) end = value.size();
+    if (end > start && end - start < value.size()) out.push_back(value.substr(start, end - start));
+    start = end + 1;
+  }
+}
+
 }  // namespace
+
+std::vector<std::string> secrets_in_connection_string(const std::string &s) {
+  std::vector<std::string> out;
+  size_t scheme = s.find("://");
+  if (scheme != std::string::npos) {
+    size_t start = scheme + 3;
+    size_t at = s.find_first_of("@/?", start);
+    if (at != std::string::npos && s[at] == '@') {
+      size_t colon = s.find(':', start);
+      if (colon < at) add_secret(out, s.substr(colon + 1, at - colon - 1));
+    }
+  }
+  static const char *const keys[] = {"password", "pwd"};
+  for (size_t i = 0; i < s.size(); i++) {
+    if (i > 0 && is_word_char(s[i - 1])) continue;
+    for (const char *key : keys) {
+      if (!starts_with_nocase(s, i, key)) continue;
+      size_t j = i + std::strlen(key);
+      while (j < s.size() && s[j] == ' ') j++;
+      if (j >= s.size() || s[j] != '=') continue;
+      j++;
+      while (j < s.size() && s[j] == ' ') j++;
+      size_t end;
+      if (j < s.size() && (s[j] == '\'' || s[j] == '"' || s[j] == '{')) {
+        end = value_end(s, j);
+        add_secret(out, s.substr(j + 1, end > j + 1 ? end - j - 2 : 0));
+      } else {
+        // Unquoted: up to the next "key=" (a password with a space is the likely mistake),
+        // or to a URI or ODBC separator.
+        end = j;
+        while (end < s.size() && s[end] != '&' && s[end] != ';') {
+          if (s[end] == ' ') {
+            size_t k = end + 1;
+            while (k < s.size() && is_word_char(s[k])) k++;
+            while (k < s.size() && s[k] == ' ') k++;
+            if (k < s.size() && s[k] == '=') break;
+          }
+          end++;
+        }
+        std::string value = s.substr(j, end - j);
+        while (!value.empty() && value.back() == ' ') value.pop_back();
+        add_secret(out, value);
+      }
+    }
+  }
+  return out;
+}
 
 std::string scrub(std::string text, const std::vector<std::string> &secrets) {
   for (const std::string &secret : secrets) {

@@ -13,6 +13,12 @@ namespace connpool {
 // so both are needed.
 std::string scrub(std::string text, const std::vector<std::string> &secrets);
 
+// The password-like parts of a raw connection string, as written (still percent-encoded,
+// quoted, split at spaces): the password of a URI's user:password@, the values of
+// password=/pwd= keys, and each word of those values. Works on strings the driver cannot
+// parse, whose error messages quote exactly such pieces.
+std::vector<std::string> secrets_in_connection_string(const std::string &conninfo);
+
 }  // namespace connpool
 
 #endif

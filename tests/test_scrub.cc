@@ -40,11 +40,37 @@ static void uri_passwords_are_masked(void **) {
   check("://", {}, "://");
 }
 
+static void secrets_are_found_in_unparsable_strings(void **) {
+  using connpool::secrets_in_connection_string;
+  auto has = [](const std::vector<std::string> &v, const std::string &x) {
+    for (const auto &s : v)
+      if (s == x) return true;
+    return false;
+  };
+  auto a = secrets_in_connection_string("postgresql://u:hunter2%zz_pw@h/db");
+  assert_true(has(a, "hunter2%zz_pw"));
+  auto b = secrets_in_connection_string("postgresql://u@h/db?sslmode=x&password=p%zz&a=b");
+  assert_true(has(b, "p%zz"));
+  auto c = secrets_in_connection_string("host=h password=my secret_word_99 port=5");
+  assert_true(has(c, "my secret_word_99"));
+  assert_true(has(c, "secret_word_99"));
+  assert_false(has(c, "port=5"));
+  auto d = secrets_in_connection_string("host=h password = 'it''s \\x' port=5");
+  assert_false(d.empty());
+  auto e = secrets_in_connection_string("Driver={X};PWD={p;w};UID=u");
+  assert_true(has(e, "p;w"));
+  assert_true(secrets_in_connection_string("host=h user=u").empty());
+  check("invalid percent-encoded token: \"hunter2%zz_pw\"", a,
+        "invalid percent-encoded token: \"****\"");
+  check("missing \"=\" after \"secret_word_99\"", c, "missing \"=\" after \"****\"");
+}
+
 int main() {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(known_secrets_are_masked_everywhere),
       cmocka_unit_test(key_value_passwords_are_masked),
       cmocka_unit_test(uri_passwords_are_masked),
+      cmocka_unit_test(secrets_are_found_in_unparsable_strings),
   };
   return cmocka_run_group_tests_name("scrub", tests, nullptr, nullptr);
 }
