@@ -38,22 +38,30 @@ size_t value_end(const std::string &s, size_t at) {
   return i;
 }
 
-void mask_key_values(std::string &s) {
+// If a password key (password= or pwd=, any case, spaces allowed around "=") starts at i,
+// returns where its value starts; else npos.
+size_t password_value_at(const std::string &s, size_t i) {
   static const char *const keys[] = {"password", "pwd"};
+  if (i > 0 && is_word_char(s[i - 1])) return std::string::npos;
+  for (const char *key : keys) {
+    if (!starts_with_nocase(s, i, key)) continue;
+    size_t j = i + std::strlen(key);
+    while (j < s.size() && s[j] == ' ') j++;
+    if (j >= s.size() || s[j] != '=') continue;
+    j++;
+    while (j < s.size() && s[j] == ' ') j++;
+    return j;
+  }
+  return std::string::npos;
+}
+
+void mask_key_values(std::string &s) {
   for (size_t i = 0; i < s.size(); i++) {
-    if (i > 0 && is_word_char(s[i - 1])) continue;
-    for (const char *key : keys) {
-      if (!starts_with_nocase(s, i, key)) continue;
-      size_t j = i + std::strlen(key);
-      while (j < s.size() && s[j] == ' ') j++;
-      if (j >= s.size() || s[j] != '=') continue;
-      j++;
-      while (j < s.size() && s[j] == ' ') j++;
-      size_t end = value_end(s, j);
-      if (end > j) s.replace(j, end - j, mask);
-      i = j;
-      break;
-    }
+    size_t j = password_value_at(s, i);
+    if (j == std::string::npos) continue;
+    size_t end = value_end(s, j);
+    if (end > j) s.replace(j, end - j, mask);
+    i = j;
   }
 }
 
@@ -98,38 +106,29 @@ std::vector<std::string> secrets_in_connection_string(const std::string &s) {
       if (colon < at) add_secret(out, s.substr(colon + 1, at - colon - 1));
     }
   }
-  static const char *const keys[] = {"password", "pwd"};
   for (size_t i = 0; i < s.size(); i++) {
-    if (i > 0 && is_word_char(s[i - 1])) continue;
-    for (const char *key : keys) {
-      if (!starts_with_nocase(s, i, key)) continue;
-      size_t j = i + std::strlen(key);
-      while (j < s.size() && s[j] == ' ') j++;
-      if (j >= s.size() || s[j] != '=') continue;
-      j++;
-      while (j < s.size() && s[j] == ' ') j++;
-      size_t end;
-      if (j < s.size() && (s[j] == '\'' || s[j] == '"' || s[j] == '{')) {
-        end = value_end(s, j);
-        add_secret(out, s.substr(j + 1, end > j + 1 ? end - j - 2 : 0));
-      } else {
-        // Unquoted: up to the next "key=" (a password with a space is the likely mistake),
-        // or to a URI or ODBC separator.
-        end = j;
-        while (end < s.size() && s[end] != '&' && s[end] != ';') {
-          if (s[end] == ' ') {
-            size_t k = end + 1;
-            while (k < s.size() && is_word_char(s[k])) k++;
-            while (k < s.size() && s[k] == ' ') k++;
-            if (k < s.size() && s[k] == '=') break;
-          }
-          end++;
-        }
-        std::string value = s.substr(j, end - j);
-        while (!value.empty() && value.back() == ' ') value.pop_back();
-        add_secret(out, value);
-      }
+    size_t j = password_value_at(s, i);
+    if (j == std::string::npos) continue;
+    if (j < s.size() && (s[j] == '\'' || s[j] == '"' || s[j] == '{')) {
+      size_t end = value_end(s, j);
+      add_secret(out, s.substr(j + 1, end > j + 1 ? end - j - 2 : 0));
+      continue;
     }
+    // Unquoted: up to the next "key=" (a password with a space is the likely mistake), or to
+    // a URI or ODBC separator.
+    size_t end = j;
+    while (end < s.size() && s[end] != '&' && s[end] != ';') {
+      if (s[end] == ' ') {
+        size_t k = end + 1;
+        while (k < s.size() && is_word_char(s[k])) k++;
+        while (k < s.size() && s[k] == ' ') k++;
+        if (k < s.size() && s[k] == '=') break;
+      }
+      end++;
+    }
+    std::string value = s.substr(j, end - j);
+    while (!value.empty() && value.back() == ' ') value.pop_back();
+    add_secret(out, value);
   }
   return out;
 }
