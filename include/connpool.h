@@ -172,7 +172,9 @@ CONNPOOL_API int pool_dispose(pool_t *pool);
  * Check a connection out. Serves an idle connection (oldest first, or newest with
  * pool_use_lifo); else opens a new one while fewer than pool_size + max_overflow exist; else
  * waits, first come first served: a connection checked in is handed straight to the longest
- * waiter, never to a newcomer. The pool's lock is never held while connecting.
+ * waiter, never to a newcomer. The pool's lock is never held while connecting. A checkout that
+ * opens a connection does so itself, within its own deadline (libpq's connect is abandoned
+ * at the deadline), so no connect outlives the checkout that asked for it.
  *
  * timeout_ms: how long to wait; -1 means the pool's pool_timeout, 0 means do not wait.
  * Returns POOL_OK and stores the lease in *out.
