@@ -25,7 +25,17 @@
  *  7. Thread-safety: a pool_t may be used from any number of threads at once. A lease belongs
  *     to one thread at a time (it may move between threads, but must not be used by two at
  *     once); its native connection is the caller's alone until pool_checkin().
- *  8. Symbols carry the version node CONNPOOL_1. libsolv also exports pool_create and friends,
+ *  8. Fork: a child process never touches the connections it inherited from its parent (it
+ *     neither queries, rolls back, cancels nor closes them through the driver, any of which
+ *     would kill or corrupt the parent's sessions). The pool notices the fork (pthread_atfork
+ *     handlers, and a check at checkout for forks that bypass them, like _Fork() or a raw
+ *     clone), neutralises the inherited sockets, and then works normally in the child with
+ *     fresh connections opened on demand. A lease checked out before the fork is dead in the
+ *     child: pool_lease_native() returns NULL, pool_invalidate() returns POOL_EFORKED, and
+ *     pool_checkin() disposes of it safely. A fork waits for connects the pool has in flight
+ *     (at most their timeout), so no child is born inside the TLS or GSSAPI library's locks.
+ *     Do not fork from inside a connector callback. See README, "Fork".
+ *  9. Symbols carry the version node CONNPOOL_1. libsolv also exports pool_create and friends,
  *     unversioned names in a different node: dynamic linking keeps them apart, but linking
  *     both libraries statically into one program cannot work.
  */
@@ -63,7 +73,8 @@ typedef enum pool_status {
     POOL_EBUSY = -6,     /* pool_dispose() with leases still out: closed, released later */
     POOL_ECLOSED = -7,   /* the pool is disposed or being disposed */
     POOL_ESTATE = -8,    /* lease not checked out: checked in twice, or not a lease */
-    POOL_ENOTSUP = -9    /* the connection string names a connector not built in */
+    POOL_ENOTSUP = -9,   /* the connection string names a connector not built in */
+    POOL_EFORKED = -10   /* the lease's connection was inherited across fork: unusable here */
 } pool_status;
 
 /*
@@ -100,7 +111,8 @@ typedef enum pool_reset_mode {
  * conninfo selects the connector: a "postgresql://" or "postgres://" URI, a libpq
  * "key=value ..." string, or "" (libpq's PG* environment variables) selects libpq; the string
  * is passed to libpq untouched (connpool only adds defaults the string may override:
- * fallback_application_name=connpool).
+ * fallback_application_name=connpool, and gssencmode=disable because a child forked while
+ * another thread was inside the GSSAPI library can deadlock on its first connect).
  *
  * Returns POOL_OK and stores the pool in *out.
  * Errors:  POOL_EINVAL (NULL out or conninfo, unknown option, bad value, a conninfo libpq
@@ -189,7 +201,8 @@ CONNPOOL_API int pool_checkout(pool_lease_t **out, pool_t *pool, int64_t timeout
 
 /**
  * The driver's connection behind a lease: a PGconn * for libpq, the open callback's handle
- * for a custom connector. Returns NULL for a lease that is not checked out.
+ * for a custom connector. Returns NULL for a lease that is not checked out, or that this
+ * process inherited across fork.
  * Ownership: borrowed; valid until pool_checkin(). Do not close it; use pool_invalidate().
  * Thread-safety: the lease's thread. Since 1.0.
  */
@@ -197,7 +210,8 @@ CONNPOOL_API void *pool_lease_native(const pool_lease_t *lease);
 
 /**
  * Give a connection back. It is reset (reset_on_return) and kept for the next checkout, or
- * closed when it is broken, invalidated, beyond pool_size, or the pool is disposed.
+ * closed when it is broken, invalidated, beyond pool_size, or the pool is disposed. A lease
+ * inherited across fork is dropped without a word to the server.
  * Returns POOL_OK; the lease handle is invalid afterwards.
  * Errors:  POOL_EINVAL (NULL), POOL_ESTATE (not checked out: a second checkin).
  * Thread-safety: any thread holding the lease. Since 1.0.
@@ -206,7 +220,8 @@ CONNPOOL_API int pool_checkin(pool_lease_t *lease);
 
 /**
  * Mark a lease's connection as unusable: pool_checkin() will close it instead of reusing it.
- * Returns POOL_OK. Errors: POOL_EINVAL (NULL), POOL_ESTATE (not checked out).
+ * Returns POOL_OK. Errors: POOL_EINVAL (NULL), POOL_ESTATE (not checked out), POOL_EFORKED
+ * (inherited across fork: it is dropped at checkin anyway).
  * Thread-safety: the lease's thread. Since 1.0.
  */
 CONNPOOL_API int pool_invalidate(pool_lease_t *lease);
@@ -232,6 +247,7 @@ typedef struct pool_stats {
     int64_t timeouts_total;   /* checkouts that failed with POOL_ETIMEDOUT */
     int64_t wait_total_us;    /* time spent waiting in checkouts that had to wait */
     int64_t wait_max_us;
+    int64_t inherited_total;  /* connections inherited across fork and dropped unused */
 } pool_stats_t;
 
 /**

@@ -40,7 +40,8 @@ const char *last_error() noexcept { return message_buf; }
   X(POOL_EBUSY, "pool disposed with leases still out; released at last checkin") \
   X(POOL_ECLOSED, "pool is closed")                                             \
   X(POOL_ESTATE, "lease is not checked out")                                    \
-  X(POOL_ENOTSUP, "connector not supported")
+  X(POOL_ENOTSUP, "connector not supported")                                    \
+  X(POOL_EFORKED, "connection was inherited across fork")
 
 namespace connpool {
 

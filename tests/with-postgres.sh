@@ -4,16 +4,28 @@
 #
 # Debian's pg_virtualenv creates the cluster in a temporary directory, runs it as the
 # postgres user (it refuses root), picks a free port, sets PG* variables for COMMAND and drops
-# the cluster on exit. We add: TCP on 127.0.0.1 only, a private unix-socket directory, and
-# password authentication over TCP (pg_virtualenv sets PGPASSWORD). The trailing space in
-# listen_addresses keeps pg_createcluster from writing the address unquoted, as a number.
+# the cluster on exit. We add: TCP on 127.0.0.1 only, a private unix-socket directory,
+# password authentication over TCP (pg_virtualenv sets PGPASSWORD), and TLS with a throwaway
+# self-signed certificate, so tests can use sslmode=disable and sslmode=require alike.
+# The trailing space in listen_addresses keeps pg_createcluster from writing the address
+# unquoted, as if it were a number.
 set -eu
-sockdir=$(mktemp -d /tmp/connpool-pgsock.XXXXXX)
-trap 'rm -rf "$sockdir"' EXIT INT TERM
-if [ "$(id -u)" = 0 ]; then chown postgres: "$sockdir"; fi
+work=$(mktemp -d /tmp/connpool-pg.XXXXXX)
+trap 'rm -rf "$work"' EXIT INT TERM
+mkdir "$work/sock" "$work/ssl"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=127.0.0.1" \
+    -addext "subjectAltName=IP:127.0.0.1" \
+    -keyout "$work/ssl/server.key" -out "$work/ssl/server.crt" 2>/dev/null
+chmod 600 "$work/ssl/server.key"
+chmod 755 "$work"
+if [ "$(id -u)" = 0 ]; then chown -R postgres: "$work/sock" "$work/ssl"; fi
 pg_virtualenv -t \
     -o "listen_addresses=127.0.0.1 " \
-    -o "unix_socket_directories=$sockdir" \
+    -o "unix_socket_directories=$work/sock" \
     -o "max_connections=400" \
     -o "fsync=off" \
-    env PGHOST=127.0.0.1 CONNPOOL_TEST_SOCKDIR="$sockdir" "$@"
+    -o "ssl=on" \
+    -o "ssl_cert_file=$work/ssl/server.crt" \
+    -o "ssl_key_file=$work/ssl/server.key" \
+    env PGHOST=127.0.0.1 CONNPOOL_TEST_SOCKDIR="$work/sock" \
+    CONNPOOL_TEST_SSL_CERT="$work/ssl/server.crt" "$@"
