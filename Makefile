@@ -79,7 +79,7 @@ $(B)/connpool.pc: pkgconfig/connpool.pc.in include/connpool.h Makefile
 	$(GEN_PC) > $@
 
 # ---------------------------------------------------------------- tests
-TESTS := test_options test_pool test_pq
+TESTS := test_options test_pool test_pq test_fork test_dlclose_fork
 TEST_BINS := $(TESTS:%=$(B)/tests/%)
 
 $(B)/tests/%.o: tests/%.c
@@ -88,6 +88,10 @@ $(B)/tests/%.o: tests/%.c
 
 $(B)/tests/test_%: $(B)/tests/test_%.o $(B)/tests/util.o $(B)/$(SONAME)
 	$(CC) -o $@ $< $(B)/tests/util.o $(TEST_LDFLAGS) -lconnpool $(CMOCKA_LIBS) $(PQ_LIBS) -pthread
+
+# Loads the library only with dlopen, so that dlclose really unmaps it.
+$(B)/tests/test_dlclose_fork: $(B)/tests/test_dlclose_fork.o $(B)/tests/util.o $(B)/$(SONAME)
+	$(CC) -o $@ $< $(B)/tests/util.o $(SAN_FLAGS) $(LDFLAGS) -ldl $(CMOCKA_LIBS) $(PQ_LIBS) -pthread
 
 $(B)/tests/test_scrub: tests/test_scrub.cc $(STATIC)
 	@mkdir -p $(@D)

@@ -24,8 +24,17 @@ pg_virtualenv -t \
     -o "unix_socket_directories=$work/sock" \
     -o "max_connections=400" \
     -o "fsync=off" \
-    -o "ssl=on" \
     -o "ssl_cert_file=$work/ssl/server.crt" \
     -o "ssl_key_file=$work/ssl/server.key" \
     env PGHOST=127.0.0.1 CONNPOOL_TEST_SOCKDIR="$work/sock" \
-    CONNPOOL_TEST_SSL_CERT="$work/ssl/server.crt" "$@"
+    CONNPOOL_TEST_SSL_CERT="$work/ssl/server.crt" \
+    sh -c '
+        # pg_createcluster turns ssl on only with the machine snakeoil certificate: turn it on
+        # here, and wait until the reload has taken effect.
+        psql -qAt -c "ALTER SYSTEM SET ssl = on" -c "SELECT pg_reload_conf()" >/dev/null
+        tries=0
+        until psql "sslmode=require" -qAtc "SELECT 1" >/dev/null 2>&1; do
+            tries=$((tries + 1))
+            if [ $tries -gt 500 ]; then echo "with-postgres: TLS did not come up" >&2; exit 1; fi
+        done
+        exec "$@"' with-postgres "$@"
