@@ -26,6 +26,13 @@ class connector {
   virtual bool reset(void *handle, pool_reset_mode mode) noexcept = 0;
   // True if the connection answered.
   virtual bool ping(void *handle) noexcept = 0;
+  // The connection's socket, or -1 if the connector cannot tell: a forked child points it at
+  // /dev/null so that nothing it does can reach the parent's session.
+  virtual int socket(void *handle) noexcept = 0;
+  // Frees a connection this process inherited across fork, without a byte to the server (its
+  // socket, if known, already points at /dev/null). A connector that cannot promise that
+  // leaves the connection alone: leaking it is the only safe way.
+  virtual void discard_inherited(void *handle) noexcept = 0;
 };
 
 // libpq; throws error(POOL_EINVAL) for a conninfo libpq cannot parse.

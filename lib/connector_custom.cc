@@ -39,6 +39,9 @@ class custom_connector final : public connector {
     return !reset_ || reset_(handle, mode, user_data_) == 0;
   }
   bool ping(void *handle) noexcept override { return !ping_ || ping_(handle, user_data_) == 0; }
+  int socket(void *) noexcept override { return -1; }
+  // The callbacks make no promise about what close sends: an inherited connection is leaked.
+  void discard_inherited(void *) noexcept override {}
 
  private:
   pool_open_cb open_;

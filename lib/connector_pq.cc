@@ -46,8 +46,10 @@ class pq_connector final : public connector {
     clock::time_point start = clock::now();
     if (connect_timeout_.count() > 0) deadline = std::min(deadline, start + connect_timeout_);
     // The caller's string comes last, so it overrides every default placed before it.
-    const char *const keys[] = {"fallback_application_name", "dbname", nullptr};
-    const char *const values[] = {"connpool", conninfo_.c_str(), nullptr};
+    // gssencmode=disable: with GSSAPI probing on (libpq's default), a child forked while
+    // another thread was inside libgssapi_krb5's global lock deadlocks on its first connect.
+    const char *const keys[] = {"fallback_application_name", "gssencmode", "dbname", nullptr};
+    const char *const values[] = {"connpool", "disable", conninfo_.c_str(), nullptr};
     PGconn *conn = PQconnectStartParams(keys, values, 1);
     if (!conn) throw std::bad_alloc();
     PostgresPollingStatusType polling = PGRES_POLLING_WRITING;
@@ -95,6 +97,16 @@ class pq_connector final : public connector {
   bool ping(void *handle) noexcept override {
     auto *conn = static_cast<PGconn *>(handle);
     return alive(conn) && run(conn, "", PGRES_EMPTY_QUERY);
+  }
+
+  int socket(void *handle) noexcept override { return PQsocket(static_cast<PGconn *>(handle)); }
+
+  // Safe only because the socket now points at /dev/null: PQfinish's Terminate message (and
+  // TLS close_notify) fail with ENOTSOCK instead of ending the parent's session. Measured to
+  // free everything and never hang (fork-safety.md §3); a plain PQfinish would kill the
+  // parent's session, and close() before it would let the fd number be reused.
+  void discard_inherited(void *handle) noexcept override {
+    PQfinish(static_cast<PGconn *>(handle));
   }
 
  private:

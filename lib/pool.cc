@@ -5,7 +5,13 @@
 #include <cstdio>
 #include <cstring>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <new>
+
 #include "error.hh"
+#include "fork.hh"
 
 namespace connpool {
 
@@ -37,9 +43,62 @@ int64_t micros_between(clock::time_point from, clock::time_point to) {
 }  // namespace
 
 pool::pool(std::unique_ptr<connector> conn, const options &opts)
-    : opts_(opts), connector_(std::move(conn)) {}
+    : opts_(opts), connector_(std::move(conn)) {
+  fork_guard::register_pool(this);  // first: it installs the fork tracking generation() reads
+  generation_ = fork_guard::generation();
+}
 
-pool::~pool() { magic_ = 0; }
+pool::~pool() {
+  fork_guard::unregister_pool(this);
+  magic_ = 0;
+}
+
+// In the atfork child handler: async-signal-safe only. The lock prepare took belongs to a
+// thread that does not exist here: re-initialise it, never unlock it.
+void pool::reinit_in_child() noexcept {
+  new (&mu_) std::mutex();
+  neutralise_sockets();
+}
+
+// Points every socket the pool knows at /dev/null. Idempotent: the socket number stays ours
+// until the connection is discarded, so a second dup3 finds /dev/null there already.
+void pool::neutralise_sockets() noexcept {
+  for (const std::unique_ptr<lease> &l : records_)
+    if (l->handle && l->socket >= 0) dup3(fork_guard::devnull(), l->socket, O_CLOEXEC);
+}
+
+void pool::sync_with_process() {
+  if (generation_ != fork_guard::generation()) adopt_child();
+}
+
+// The child's procedure, at its first call into the pool. Idle inherited connections are
+// discarded here, under the lock: discard_inherited() does no network I/O (the socket is
+// /dev/null). Leases lent before the fork are counted and discarded at their checkin.
+void pool::adopt_child() {
+  neutralise_sockets();  // a fork that ran no handler has not done it yet
+  int64_t inherited = 0;
+  for (lease *l : idle_) {
+    connector_->discard_inherited(l->handle);
+    l->handle = nullptr;
+    free_records_.push_back(l);
+    inherited++;
+  }
+  idle_.clear();
+  inherited_out_ = 0;
+  for (const std::unique_ptr<lease> &l : records_) {
+    if (l->handle && (l->state.load(std::memory_order_relaxed) & 1)) {
+      inherited_out_++;
+      inherited++;
+    }
+  }
+  // Waiters, connects and counts were the parent's threads' and the parent's history.
+  waiters_head_ = waiters_tail_ = nullptr;
+  open_ = opening_ = checked_out_ = waiting_ = inside_ = 0;
+  opened_total_ = closed_total_ = connect_failures_total_ = 0;
+  checkouts_total_ = timeouts_total_ = wait_total_us_ = wait_max_us_ = 0;
+  inherited_total_ = inherited;
+  generation_ = fork_guard::generation();
+}
 
 pool_lease_t *pool::encode(lease *l) noexcept {
   uint64_t address = reinterpret_cast<uintptr_t>(l);
@@ -78,6 +137,7 @@ lease *pool::take_idle() {
 pool_lease_t *pool::lend(lease *l) {
   uint64_t serial = (l->state.load(std::memory_order_relaxed) >> 1) + 1;
   l->invalidated = false;
+  l->generation = generation_;
   l->state.store(serial << 1 | 1, std::memory_order_release);
   checked_out_++;
   checkouts_total_++;
@@ -101,9 +161,13 @@ void pool::grant_slot_to_next_waiter() {
   w->cv.notify_one();
 }
 
+bool pool::releasable() const {
+  return closed_ && inside_ == 0 && checked_out_ == 0 && inherited_out_ == 0;
+}
+
 bool pool::leave_and_check_release() {
   inside_--;
-  return closed_ && inside_ == 0 && checked_out_ == 0;
+  return releasable();
 }
 
 void pool::throw_timeout(double timeout_s) {
@@ -129,6 +193,7 @@ pool_lease_t *pool::checkout(int64_t timeout_ms) {
 
   std::unique_lock<std::mutex> lock(mu_);
   if (closed_) throw error(POOL_ECLOSED, "pool is disposed");
+  sync_with_process();
   // No barging: while anyone waits, newcomers queue behind them.
   if (!waiters_head_) {
     if (!idle_.empty()) return lend(take_idle());
@@ -182,6 +247,7 @@ pool_lease_t *pool::checkout(int64_t timeout_ms) {
 pool_lease_t *pool::open_new(clock::time_point deadline) {
   void *handle = nullptr;
   try {
+    fork_guard::connect_gate gate;
     handle = connector_->open(deadline);
   } catch (...) {
     std::unique_lock<std::mutex> lock(mu_);
@@ -217,6 +283,7 @@ pool_lease_t *pool::open_new(clock::time_point deadline) {
     free_records_.pop_back();
   }
   l->handle = handle;
+  l->socket = connector_->socket(handle);
   open_++;
   opened_total_++;
   inside_--;
@@ -227,6 +294,7 @@ void pool::checkin(pool_lease_t *handle) {
   if (!handle) throw error(POOL_EINVAL, "lease is NULL");
   lease *l = checked_out_lease(handle);
   if (!l) throw error(POOL_ESTATE, "lease is not checked out (checked in twice, or not a lease)");
+  if (l->generation != fork_guard::generation()) return drop_inherited(l);
   uint64_t state = l->state.load(std::memory_order_acquire);
   // Two racing checkins of one lease: only one clears the out bit.
   if (!l->state.compare_exchange_strong(state, state & ~uint64_t(1), std::memory_order_acq_rel))
@@ -235,6 +303,24 @@ void pool::checkin(pool_lease_t *handle) {
   bool reusable = !l->invalidated && !p->opts_.null_pool &&
                   p->connector_->reset(l->handle, p->opts_.reset);
   p->give_back(l, reusable);
+}
+
+// A lease lent before a fork, checked in by the child: it never reaches the pool again.
+void pool::drop_inherited(lease *l) {
+  pool *p = l->owner;
+  std::unique_lock<std::mutex> lock(p->mu_);
+  p->sync_with_process();  // counts this lease among the inherited ones if not done yet
+  uint64_t state = l->state.load(std::memory_order_acquire);
+  if (!(state & 1) ||
+      !l->state.compare_exchange_strong(state, state & ~uint64_t(1), std::memory_order_acq_rel))
+    throw error(POOL_ESTATE, "lease is not checked out (checked in twice, or not a lease)");
+  p->connector_->discard_inherited(l->handle);  // no network I/O: see adopt_child()
+  l->handle = nullptr;
+  p->free_records_.push_back(l);
+  p->inherited_out_--;
+  bool release = p->releasable();
+  lock.unlock();
+  if (release) delete p;
 }
 
 void pool::give_back(lease *l, bool reusable) {
@@ -274,17 +360,21 @@ void pool::invalidate(pool_lease_t *handle) {
   if (!handle) throw error(POOL_EINVAL, "lease is NULL");
   lease *l = checked_out_lease(handle);
   if (!l) throw error(POOL_ESTATE, "lease is not checked out");
+  if (l->generation != fork_guard::generation())
+    throw error(POOL_EFORKED, "the lease was checked out before fork: its connection belongs to "
+                              "the parent process; check it in to drop it");
   l->invalidated = true;
 }
 
 void *pool::native(const pool_lease_t *handle) noexcept {
   lease *l = checked_out_lease(handle);
-  return l ? l->handle : nullptr;
+  return l && l->generation == fork_guard::generation() ? l->handle : nullptr;
 }
 
 int pool::dispose() {
   std::unique_lock<std::mutex> lock(mu_);
   if (closed_) throw error(POOL_ECLOSED, "pool is already disposed");
+  sync_with_process();
   closed_ = true;
   while (waiters_head_) {
     waiter *w = waiters_head_;
@@ -297,7 +387,8 @@ int pool::dispose() {
   for (lease *l : to_close) free_records_.push_back(l);
   open_ -= int64_t(to_close.size());
   closed_total_ += int64_t(to_close.size());
-  int64_t leases_out = checked_out_;
+  int64_t leases_out = checked_out_ + inherited_out_;
+  int64_t inherited_out = inherited_out_;
   inside_++;
   lock.unlock();
   for (lease *l : to_close) connector_->close(l->handle);
@@ -310,15 +401,16 @@ int pool::dispose() {
   }
   if (leases_out == 0) return POOL_OK;  // a waking waiter releases it
   return set_errorf(POOL_EBUSY,
-                    "pool disposed with %lld lease(s) still out; it is released when the "
-                    "last one is checked in",
-                    (long long)leases_out);
+                    "pool disposed with %lld lease(s) still out (%lld of them inherited across "
+                    "fork); it is released when the last one is checked in",
+                    (long long)leases_out, (long long)inherited_out);
 }
 
 void pool::stats(pool_stats_t *out) {
   pool_stats_t s{};
   {
     std::lock_guard<std::mutex> lock(mu_);
+    sync_with_process();
     s.pool_size = opts_.pool_size;
     s.max_overflow = opts_.max_overflow;
     s.checked_out = checked_out_;
@@ -334,6 +426,7 @@ void pool::stats(pool_stats_t *out) {
     s.timeouts_total = timeouts_total_;
     s.wait_total_us = wait_total_us_;
     s.wait_max_us = wait_max_us_;
+    s.inherited_total = inherited_total_;
   }
   size_t n = size_t(out->size) < sizeof s ? size_t(out->size) : sizeof s;
   s.size = int64_t(n);

@@ -7,6 +7,12 @@
 // Lifetime: the pool is released by whichever thread sees it closed with no lease out and no
 // thread inside (inside_ counts threads that use the pool outside the lock: waiting, opening,
 // closing). So dispose never frees memory a lease or a waking waiter still needs.
+//
+// Fork: the atfork handlers (fork.cc) hold every pool lock across fork() and re-initialise it
+// in the child, where reinit_in_child() also points every inherited socket at /dev/null. The
+// rest of the child's procedure runs at the child's first call into the pool (adopt_child),
+// under the lock, in normal context: the pool forgets the parent's connections, waiters and
+// counts, and opens its own connections on demand.
 #ifndef CONNPOOL_POOL_HH
 #define CONNPOOL_POOL_HH
 
@@ -37,6 +43,8 @@ struct lease {
   // carries its low bits, so a handle from an earlier checkout of this record is refused.
   std::atomic<uint64_t> state{0};
   bool invalidated = false;  // touched only by the lease's holder
+  uint64_t generation = 0;   // the process generation it was lent in (fork.hh)
+  int socket = -1;           // the connection's socket, for neutralising it in a child
 };
 
 class pool {
@@ -58,6 +66,12 @@ class pool {
   int dispose();
   void stats(pool_stats_t *out);
 
+  // For the atfork handlers only (fork.cc): prepare, parent, child.
+  void lock_for_fork() { mu_.lock(); }
+  void unlock_after_fork() { mu_.unlock(); }
+  void reinit_in_child() noexcept;
+  pool *registry_next = nullptr, *registry_prev = nullptr;  // fork.cc's registry lock
+
  private:
   struct waiter;
 
@@ -70,7 +84,12 @@ class pool {
   pool_lease_t *lend(lease *l);       // mu_
   void grant_slot_to_next_waiter();   // mu_
   void unlink(waiter *w);             // mu_
+  bool releasable() const;            // mu_
   bool leave_and_check_release();     // mu_
+  void sync_with_process();           // mu_: adopts the child's reality after a fork
+  void adopt_child();                 // mu_
+  void neutralise_sockets() noexcept; // mu_ or the child handler
+  static void drop_inherited(lease *l);
   [[noreturn]] void throw_timeout(double timeout_s);  // mu_
   pool_lease_t *open_new(clock::time_point deadline);  // called holding no lock, inside_
   void give_back(lease *l, bool reusable);
@@ -91,9 +110,12 @@ class pool {
   int64_t checked_out_ = 0;                      // mu_
   int64_t waiting_ = 0;                          // mu_
   int64_t inside_ = 0;                           // mu_
+  int64_t inherited_out_ = 0;                    // mu_: leases lent before a fork, not back
+  uint64_t generation_;                          // mu_: the process generation of the state
   // mu_: counters for pool_stats_get
   int64_t opened_total_ = 0, closed_total_ = 0, connect_failures_total_ = 0;
   int64_t checkouts_total_ = 0, timeouts_total_ = 0, wait_total_us_ = 0, wait_max_us_ = 0;
+  int64_t inherited_total_ = 0;
 };
 
 }  // namespace connpool

@@ -157,6 +157,7 @@ static void codes_have_names_and_texts(void **state) {
         {POOL_ETIMEDOUT, "POOL_ETIMEDOUT"}, {POOL_ECONNECT, "POOL_ECONNECT"},
         {POOL_EBUSY, "POOL_EBUSY"},     {POOL_ECLOSED, "POOL_ECLOSED"},
         {POOL_ESTATE, "POOL_ESTATE"},   {POOL_ENOTSUP, "POOL_ENOTSUP"},
+        {POOL_EFORKED, "POOL_EFORKED"},
     };
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
         assert_string_equal(pool_error_name(codes[i].code), codes[i].name);

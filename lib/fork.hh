@@ -1,0 +1,56 @@
+// What the library knows about fork(): which process generation this is, the registry of
+// live pools that the atfork handlers walk, and the gate that keeps forks out of connects.
+// The facts behind every rule here are in ../shared/fork-safety.md; the contract is
+// convention 8 of connpool.h.
+#ifndef CONNPOOL_FORK_HH
+#define CONNPOOL_FORK_HH
+
+#include <atomic>
+#include <cstdint>
+
+namespace connpool {
+
+class pool;
+
+namespace fork_guard {
+
+// Adds a pool to the registry (installing the atfork handlers at the first call) and removes
+// it. Lock order: the registry lock is never taken while a pool lock is held.
+void register_pool(pool *p);
+void unregister_pool(pool *p) noexcept;
+
+// An fd open on /dev/null (close-on-exec): dup3'd over inherited sockets.
+int devnull() noexcept;
+
+namespace detail {
+extern std::atomic<uint64_t> generation;
+extern std::atomic<uint32_t> *wipe_flag;  // in a MADV_WIPEONFORK page, or nullptr
+void notice_unhandled_fork() noexcept;
+bool pid_changed() noexcept;
+}  // namespace detail
+
+// The process generation: it changes in every child. A memory load on the hot path: the
+// atfork child handler bumps the counter; a fork that ran no handler (_Fork, a raw clone) is
+// seen because the kernel zeroed the MADV_WIPEONFORK flag in the child (getpid() is the
+// fallback where that page is not available).
+inline uint64_t generation() noexcept {
+  std::atomic<uint32_t> *flag = detail::wipe_flag;
+  if (flag ? flag->load(std::memory_order_relaxed) == 0 : detail::pid_changed())
+    detail::notice_unhandled_fork();
+  return detail::generation.load(std::memory_order_acquire);
+}
+
+// Held (shared) by every connect the pool makes; the prepare handler takes it exclusive, so
+// no child is born while a connect is inside OpenSSL's or GSSAPI's global locks.
+class connect_gate {
+ public:
+  connect_gate() noexcept;
+  ~connect_gate();
+  connect_gate(const connect_gate &) = delete;
+  connect_gate &operator=(const connect_gate &) = delete;
+};
+
+}  // namespace fork_guard
+}  // namespace connpool
+
+#endif
