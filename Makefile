@@ -127,11 +127,20 @@ example: all $(B)/examples/hello
 $(B)/bench/bench: bench/bench.c $(B)/$(SONAME)
 	@mkdir -p $(@D)
 	$(CC) -std=c99 -D_GNU_SOURCE -O2 $(WARN) -Iinclude $(PQ_CFLAGS) -pthread -o $@ $< \
-		$(TEST_LDFLAGS) -lconnpool $(PQ_LIBS)
+		$(TEST_LDFLAGS) -lconnpool $(PQ_LIBS) -ldl
+
+# The same library with the fork check compiled out, so the benchmark can show its cost.
+$(B)/bench/nofork/%.o: lib/%.cc
+	@mkdir -p $(@D)
+	$(CXX) $(LIB_CXXFLAGS) -O2 -DCONNPOOL_NO_FORK_CHECK -c -o $@ $<
+$(B)/bench/nofork/libconnpool.so.1: $(LIB_SRCS:lib/%.cc=$(B)/bench/nofork/%.o) $(B)/connpool.map
+	$(CXX) -shared -o $@ $(filter %.o,$^) -Wl,-soname,$(SONAME) -Wl,--version-script=$(B)/connpool.map \
+		-pthread $(LDFLAGS) $(PQ_LIBS)
 
 bench: deps
-	$(MAKE) all $(B)/bench/bench
-	tests/with-postgres.sh $(B)/bench/bench
+	$(MAKE) all $(B)/bench/bench $(B)/bench/nofork/libconnpool.so.1
+	CONNPOOL_BENCH_NOFORK_LIB=$(abspath $(B)/bench/nofork/libconnpool.so.1) \
+		tests/with-postgres.sh $(B)/bench/bench
 
 check-abi: $(SHARED)
 	tests/check-abi.sh $(SHARED) lib/exports.txt include/connpool.h

@@ -33,12 +33,17 @@ bool pid_changed() noexcept;
 // atfork child handler bumps the counter; a fork that ran no handler (_Fork, a raw clone) is
 // seen because the kernel zeroed the MADV_WIPEONFORK flag in the child (getpid() is the
 // fallback where that page is not available).
+#ifdef CONNPOOL_NO_FORK_CHECK
+// Only for `make bench`, to measure what the check costs: a library that ignores forks.
+inline uint64_t generation() noexcept { return 1; }
+#else
 inline uint64_t generation() noexcept {
   std::atomic<uint32_t> *flag = detail::wipe_flag;
   if (flag ? flag->load(std::memory_order_relaxed) == 0 : detail::pid_changed())
     detail::notice_unhandled_fork();
   return detail::generation.load(std::memory_order_acquire);
 }
+#endif
 
 // Held (shared) by every connect the pool makes; the prepare handler takes it exclusive, so
 // no child is born while a connect is inside OpenSSL's or GSSAPI's global locks.
