@@ -1,6 +1,10 @@
 /* Pool logic, driven deterministically by a connector written here: fairness, limits,
  * overflow, failures, dispose and misuse. No database is involved. */
 #include <pthread.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -505,6 +509,56 @@ static void no_two_threads_ever_hold_one_connection(void **state) {
     assert_int_equal(F.opened, F.closed);
 }
 
+/* In a child, returns the first check that failed (0: all held). The parent's callbacks are
+ * never asked to close an inherited connection: their close may talk to the server. */
+static int child_checks(pool_t *pool, pool_lease_t *lent_before_fork, int closed_before) {
+    alarm(10);
+    if (pool_lease_native(lent_before_fork) != NULL) return 1;
+    if (pool_invalidate(lent_before_fork) != POOL_EFORKED) return 2;
+    pool_stats_t st = stats_of(pool);
+    if (st.inherited_total != 3 || st.idle != 0 || st.checked_out != 0 || st.opened_total != 0)
+        return 3;
+    pool_lease_t *fresh;
+    if (pool_checkout(&fresh, pool, 0) != POOL_OK) return 4;
+    if (((struct fake_conn *)pool_lease_native(fresh))->id <= 3) return 5; /* a new one */
+    if (pool_checkin(lent_before_fork) != POOL_OK) return 6;
+    if (pool_checkin(lent_before_fork) != POOL_ESTATE) return 7;
+    if (pool_checkin(fresh) != POOL_OK) return 8;
+    if (F.closed != closed_before) return 9;
+    if (pool_dispose(pool) != POOL_OK) return 10;
+    if (F.closed != closed_before + 1) return 11; /* only the child's own connection */
+    return 0;
+}
+
+static void a_child_never_closes_inherited_connections_and_opens_its_own(void **state) {
+    (void)state;
+    for (int raw = 0; raw <= 1; raw++) {
+        pool_t *pool = make_pool("pool_size=3");
+        pool_lease_t *l[3];
+        for (int i = 0; i < 3; i++) assert_ok(pool_checkout(&l[i], pool, -1));
+        assert_ok(pool_checkin(l[1]));
+        assert_ok(pool_checkin(l[2]));
+        fflush(NULL);
+        /* raw: a fork that runs no atfork handler, caught at the child's first call */
+        pid_t child = raw ? (pid_t)syscall(SYS_fork) : fork();
+        assert_true(child >= 0);
+        if (child == 0) _exit(child_checks(pool, l[0], F.closed));
+        int status;
+        assert_int_equal(waitpid(child, &status, 0), child);
+        assert_true(WIFEXITED(status));
+        if (WEXITSTATUS(status) != 0) fail_msg("raw=%d: child check %d failed", raw, WEXITSTATUS(status));
+        /* the parent's pool is as it was */
+        pool_stats_t st = stats_of(pool);
+        assert_int_equal(st.checked_out, 1);
+        assert_int_equal(st.idle, 2);
+        assert_int_equal(st.inherited_total, 0);
+        assert_non_null(pool_lease_native(l[0]));
+        assert_ok(pool_checkin(l[0]));
+        assert_ok(pool_dispose(pool));
+        assert_int_equal(F.closed, 3);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(idle_connection_is_reused),
@@ -523,6 +577,7 @@ int main(void) {
         cmocka_unit_test(dispose_closes_idle_connections_at_once),
         cmocka_unit_test(misuse_is_an_error_and_keeps_counts_exact),
         cmocka_unit_test(no_two_threads_ever_hold_one_connection),
+        cmocka_unit_test(a_child_never_closes_inherited_connections_and_opens_its_own),
     };
     return cmocka_run_group_tests_name("pool", tests, NULL, NULL);
 }
