@@ -12,9 +12,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <cstring>
 #include <mutex>
-#include <new>
 
 #include "pool.hh"
 
@@ -36,8 +34,14 @@ std::atomic<pid_t> known_pid{0};
 std::mutex registry_mu;
 pool *registry_head = nullptr;  // registry_mu
 
-// Writer-preferring, so a fork waiting for the gate is not starved by a stream of connects.
-pthread_rwlock_t gate = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
+// The connect gate: shared by connects, exclusive for fork. A counter under a plain mutex
+// rather than a pthread rwlock, so that nothing stays locked across fork() (prepare leaves
+// only gate_forks raised), and so that a fork waiting for it stops new connects from
+// starting: a stream of connects cannot starve it.
+pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
+pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
+int gate_connects = 0;  // gate_mu: connects in progress
+int gate_forks = 0;     // gate_mu: forks waiting for the gate or holding it
 bool gate_taken_by_prepare = false;
 // A fork from inside a connect (a custom open callback) must not wait for itself.
 thread_local bool this_thread_holds_gate = false;
@@ -50,7 +54,12 @@ void new_generation_in_child() noexcept {
 
 void prepare() {
   gate_taken_by_prepare = !this_thread_holds_gate;
-  if (gate_taken_by_prepare) pthread_rwlock_wrlock(&gate);
+  if (gate_taken_by_prepare) {
+    pthread_mutex_lock(&gate_mu);
+    gate_forks++;
+    while (gate_connects > 0) pthread_cond_wait(&gate_cv, &gate_mu);
+    pthread_mutex_unlock(&gate_mu);
+  }
   registry_mu.lock();
   for (pool *p = registry_head; p; p = p->registry_next) p->lock_for_fork();
 }
@@ -58,14 +67,21 @@ void prepare() {
 void parent() {
   for (pool *p = registry_head; p; p = p->registry_next) p->unlock_after_fork();
   registry_mu.unlock();
-  if (gate_taken_by_prepare) pthread_rwlock_unlock(&gate);
+  if (gate_taken_by_prepare) {
+    pthread_mutex_lock(&gate_mu);
+    gate_forks--;
+    pthread_cond_broadcast(&gate_cv);
+    pthread_mutex_unlock(&gate_mu);
+  }
 }
 
 void child() {
   for (pool *p = registry_head; p; p = p->registry_next) p->reinit_in_child();
-  new (&registry_mu) std::mutex();
-  pthread_rwlock_t fresh = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP;
-  std::memcpy(static_cast<void *>(&gate), &fresh, sizeof gate);
+  reinit_mutex_in_child(registry_mu);
+  pthread_mutex_init(&gate_mu, nullptr);
+  pthread_cond_init(&gate_cv, nullptr);  // its waiters were the parent's threads
+  gate_connects = this_thread_holds_gate ? 1 : 0;  // forked from inside a connect: it ends here
+  gate_forks = 0;
   new_generation_in_child();
 }
 
@@ -129,14 +145,25 @@ void unregister_pool(pool *p) noexcept {
 
 int devnull() noexcept { return devnull_fd; }
 
+// pthread_mutex_init rather than placement new: same effect on glibc, and visible to the
+// thread sanitizer, which otherwise believes the parent's thread still holds the lock.
+void reinit_mutex_in_child(std::mutex &mu) noexcept {
+  pthread_mutex_init(mu.native_handle(), nullptr);
+}
+
 connect_gate::connect_gate() noexcept {
-  pthread_rwlock_rdlock(&gate);
+  pthread_mutex_lock(&gate_mu);
+  while (gate_forks > 0) pthread_cond_wait(&gate_cv, &gate_mu);
+  gate_connects++;
+  pthread_mutex_unlock(&gate_mu);
   this_thread_holds_gate = true;
 }
 
 connect_gate::~connect_gate() {
   this_thread_holds_gate = false;
-  pthread_rwlock_unlock(&gate);
+  pthread_mutex_lock(&gate_mu);
+  if (--gate_connects == 0) pthread_cond_broadcast(&gate_cv);
+  pthread_mutex_unlock(&gate_mu);
 }
 
 }  // namespace fork_guard

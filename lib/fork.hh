@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <mutex>
 
 namespace connpool {
 
@@ -21,6 +22,9 @@ void unregister_pool(pool *p) noexcept;
 
 // An fd open on /dev/null (close-on-exec): dup3'd over inherited sockets.
 int devnull() noexcept;
+
+// In the atfork child handler: makes a lock that a parent's thread held usable again.
+void reinit_mutex_in_child(std::mutex &mu) noexcept;
 
 namespace detail {
 extern std::atomic<uint64_t> generation;

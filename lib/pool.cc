@@ -8,8 +8,6 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <new>
-
 #include "error.hh"
 #include "fork.hh"
 
@@ -56,7 +54,7 @@ pool::~pool() {
 // In the atfork child handler: async-signal-safe only. The lock prepare took belongs to a
 // thread that does not exist here: re-initialise it, never unlock it.
 void pool::reinit_in_child() noexcept {
-  new (&mu_) std::mutex();
+  fork_guard::reinit_mutex_in_child(mu_);
   neutralise_sockets();
 }
 
