@@ -135,7 +135,7 @@ $(B)/bench/nofork/%.o: lib/%.cc
 	$(CXX) $(LIB_CXXFLAGS) -O2 -DCONNPOOL_NO_FORK_CHECK -c -o $@ $<
 $(B)/bench/nofork/libconnpool.so.1: $(LIB_SRCS:lib/%.cc=$(B)/bench/nofork/%.o) $(B)/connpool.map
 	$(CXX) -shared -o $@ $(filter %.o,$^) -Wl,-soname,$(SONAME) -Wl,--version-script=$(B)/connpool.map \
-		-pthread $(LDFLAGS) $(PQ_LIBS)
+		-Wl,--no-undefined -Wl,-z,defs -pthread $(LDFLAGS) $(PQ_LIBS)
 
 bench: deps
 	$(MAKE) all $(B)/bench/bench $(B)/bench/nofork/libconnpool.so.1
@@ -167,4 +167,4 @@ uninstall:
 clean:
 	rm -rf build
 
--include $(LIB_OBJS:.o=.d) $(wildcard $(B)/tests/*.d)
+-include $(LIB_OBJS:.o=.d) $(wildcard $(B)/tests/*.d $(B)/bench/nofork/*.d)
