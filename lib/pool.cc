@@ -74,19 +74,20 @@ void pool::sync_with_process() {
 // /dev/null). Leases lent before the fork are counted and discarded at their checkin.
 void pool::adopt_child() {
   neutralise_sockets();  // a fork that ran no handler has not done it yet
+  // Every record with a connection: idle, lent, or between a parent thread's checkin and
+  // its return to the pool (that thread does not exist here).
   int64_t inherited = 0;
-  for (lease *l : idle_) {
-    connector_->discard_inherited(l->handle);
-    l->handle = nullptr;
-    free_records_.push_back(l);
-    inherited++;
-  }
   idle_.clear();
   inherited_out_ = 0;
   for (const std::unique_ptr<lease> &l : records_) {
-    if (l->handle && (l->state.load(std::memory_order_relaxed) & 1)) {
+    if (!l->handle) continue;
+    inherited++;
+    if (l->state.load(std::memory_order_relaxed) & 1) {
       inherited_out_++;
-      inherited++;
+    } else {
+      connector_->discard_inherited(l->handle);
+      l->handle = nullptr;
+      free_records_.push_back(l.get());
     }
   }
   // Waiters, connects and counts were the parent's threads' and the parent's history.
@@ -241,11 +242,13 @@ pool_lease_t *pool::checkout(int64_t timeout_ms) {
   throw_timeout(timeout_s);
 }
 
-// Runs with opening_ and inside_ already counted for this thread.
+// Runs with opening_ and inside_ already counted for this thread. The connect gate is held
+// until the connection is published in records_, so no fork happens between the connect and
+// the moment the pool can neutralise the connection in a child.
 pool_lease_t *pool::open_new(clock::time_point deadline) {
+  fork_guard::connect_gate gate;
   void *handle = nullptr;
   try {
-    fork_guard::connect_gate gate;
     handle = connector_->open(deadline);
   } catch (...) {
     std::unique_lock<std::mutex> lock(mu_);

@@ -26,6 +26,8 @@ struct fake {
     int opens_in_progress; /* opens currently inside the callback */
     int fail_opens;        /* this many next opens fail */
     int reset_fails;       /* resets report the connection broken */
+    int block_resets;      /* resets wait while set */
+    int resets_in_progress;
     int last_reset_mode;
     int64_t last_open_timeout_ms;
     atomic_int opened, closed, destroyed, next_id;
@@ -74,6 +76,9 @@ static int fake_reset(void *conn, int mode, void *ud) {
     struct fake *f = ud;
     pthread_mutex_lock(&f->mu);
     f->last_reset_mode = mode;
+    f->resets_in_progress++;
+    while (f->block_resets) pthread_cond_wait(&f->cv, &f->mu);
+    f->resets_in_progress--;
     int fails = f->reset_fails;
     pthread_mutex_unlock(&f->mu);
     return fails;
@@ -94,6 +99,21 @@ static int one_open_in_progress(void *arg) {
     int n = F.opens_in_progress;
     pthread_mutex_unlock(&F.mu);
     return n == 1;
+}
+
+static int one_reset_in_progress(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&F.mu);
+    int n = F.resets_in_progress;
+    pthread_mutex_unlock(&F.mu);
+    return n == 1;
+}
+
+static void set_reset_blocking(int on) {
+    pthread_mutex_lock(&F.mu);
+    F.block_resets = on;
+    pthread_cond_broadcast(&F.cv);
+    pthread_mutex_unlock(&F.mu);
 }
 
 static pool_t *make_pool(const char *options) {
@@ -559,6 +579,44 @@ static void a_child_never_closes_inherited_connections_and_opens_its_own(void **
     }
 }
 
+static void *checkin_thread(void *lease) { return (void *)(intptr_t)pool_checkin(lease); }
+
+/* A fork while another thread is between checkin and the pool (here: inside reset): the child
+ * still counts that connection as inherited and never closes it through the callbacks. */
+static void a_fork_in_the_middle_of_a_checkin_loses_no_connection(void **state) {
+    (void)state;
+    pool_t *pool = make_pool("pool_size=3");
+    pool_lease_t *lent, *returning;
+    assert_ok(pool_checkout(&lent, pool, -1));
+    assert_ok(pool_checkout(&returning, pool, -1));
+    set_reset_blocking(1);
+    pthread_t t;
+    pthread_create(&t, NULL, checkin_thread, returning);
+    assert_true(await_true(one_reset_in_progress, NULL, 5000));
+    fflush(NULL);
+    pid_t child = fork();
+    if (child == 0) {
+        alarm(10);
+        pool_stats_t st = stats_of(pool);
+        int closed = F.closed;
+        if (st.inherited_total != 2) _exit(1);
+        if (pool_checkin(lent) != POOL_OK) _exit(2);
+        if (pool_dispose(pool) != POOL_OK) _exit(3);
+        _exit(F.closed == closed ? 0 : 4);
+    }
+    int status;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    set_reset_blocking(0);
+    void *rc;
+    pthread_join(t, &rc);
+    assert_int_equal((intptr_t)rc, POOL_OK);
+    assert_int_equal(stats_of(pool).idle, 1);
+    assert_ok(pool_checkin(lent));
+    assert_ok(pool_dispose(pool));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(idle_connection_is_reused),
@@ -578,6 +636,7 @@ int main(void) {
         cmocka_unit_test(misuse_is_an_error_and_keeps_counts_exact),
         cmocka_unit_test(no_two_threads_ever_hold_one_connection),
         cmocka_unit_test(a_child_never_closes_inherited_connections_and_opens_its_own),
+        cmocka_unit_test(a_fork_in_the_middle_of_a_checkin_loses_no_connection),
     };
     return cmocka_run_group_tests_name("pool", tests, NULL, NULL);
 }
