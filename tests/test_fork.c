@@ -597,7 +597,9 @@ static void join_threads(pthread_t *threads, int n) {
     for (int i = 0; i < n; i++) pthread_join(threads[i], NULL);
 }
 
-/* A query that runs while the test forks: "SELECT pg_sleep(<s>), 'tag'" on one connection. */
+/* A query that runs while the test forks, on one connection: it waits for an advisory lock
+ * the monitor holds, so it is still running when the child is done, however slow the child
+ * (a sanitizer build, a busy machine), and ends when the test releases the lock. */
 struct slow_query {
     PGconn *conn;
     const char *sql;
@@ -629,7 +631,7 @@ static int query_is_active(void *p) {
     char sql[200];
     snprintf(sql, sizeof sql,
              "SELECT count(*) FROM pg_stat_activity WHERE pid = %d AND state = 'active' "
-             "AND query LIKE '%%pg_sleep%%'",
+             "AND query LIKE '%%pg_advisory_xact_lock%%'",
              a->pid);
     return query_int(a->monitor, sql) == 1;
 }
@@ -771,8 +773,8 @@ static int child_disposes_then_returns_the_busy_lease(void *arg) {
     return 0;
 }
 
-/* Three connections; one of them runs "SELECT pg_sleep(0.5), 'tag'" in a parent thread while
- * the test thread forks. The child does `body`. The query must return 'tag'. */
+/* Three connections; one of them runs a query held by an advisory lock in a parent thread
+ * while the test thread forks. The child does `body`. The query must return 'tag'. */
 static void a_query_in_flight_survives(const char *base, int (*body)(void *), int must_overlap) {
     char app[64];
     app_name(app, sizeof app, base);
@@ -785,9 +787,11 @@ static void a_query_in_flight_survives(const char *base, int (*body)(void *), in
     f.inherited = 3;
 
     struct slow_query q;
-    start_slow_query(&q, monitor, native(f.busy), "SELECT pg_sleep(0.5), 'tag'");
+    PQclear(PQexec(monitor, "SELECT pg_advisory_lock(4242)"));
+    start_slow_query(&q, monitor, native(f.busy), "SELECT pg_advisory_xact_lock(4242), 'tag'");
     struct outcome o = run_child(VIA_FORK, body, &f, END_EXIT);
     int overlapped = !atomic_get(&q.done);
+    PQclear(PQexec(monitor, "SELECT pg_advisory_unlock(4242)"));
     assert_child_ok(&o, base);
     assert_slow_query_answered(&q);
     /* the child acted while the query ran: else this test proved nothing */
@@ -960,9 +964,15 @@ static int child_hammers(void *arg) {
     h.side = 'C';
     h.parent = parent_side->parent;
     h.until_ms = now_ms() + HAMMER_MS;
+#ifdef __SANITIZE_THREAD__
+    /* TSan cannot start threads in a child of a multi-threaded process (it reuses the
+     * vanished threads' ids and dies): there the child hammers from its one thread. */
+    hammer_worker(&h);
+#else
     pthread_t threads[HAMMER_THREADS];
     CHILD_REQUIRE(start_threads(threads, HAMMER_THREADS, hammer_worker, &h), "pthread_create\n");
     join_threads(threads, HAMMER_THREADS);
+#endif
     child_say("child_queries=%lld\n", (long long)h.queries);
     CHILD_REQUIRE(h.rep.failures == 0, "%d failure(s), %lld wrong result(s); first: %s\n",
                   h.rep.failures, (long long)h.wrong, h.rep.first);
