@@ -33,11 +33,13 @@ STATIC := $(B)/libconnpool.a
 
 PQ_CFLAGS = $(shell pkg-config --cflags libpq 2>/dev/null || echo -I/usr/include/postgresql)
 PQ_LIBS = $(shell pkg-config --libs libpq 2>/dev/null || echo -lpq)
+ODBC_CFLAGS = $(shell pkg-config --cflags odbc odbcinst 2>/dev/null)
+ODBC_LIBS = $(shell pkg-config --libs odbc odbcinst 2>/dev/null || echo -lodbc -lodbcinst)
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 
 WARN := -Wall -Wextra -Werror
 LIB_CXXFLAGS = -std=c++17 -fPIC -fvisibility=hidden -fvisibility-inlines-hidden $(WARN) \
-	-Iinclude $(PQ_CFLAGS) -pthread -MMD -MP $(SAN_FLAGS) $(CPPFLAGS) $(CXXFLAGS)
+	-Iinclude $(PQ_CFLAGS) $(ODBC_CFLAGS) -pthread -MMD -MP $(SAN_FLAGS) $(CPPFLAGS) $(CXXFLAGS)
 TEST_CFLAGS = -std=c99 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(WARN) -Iinclude -Itests \
 	$(PQ_CFLAGS) -pthread -MMD -MP $(SAN_FLAGS) $(CPPFLAGS) $(CFLAGS)
 TEST_LDFLAGS = -L$(B) -Wl,-rpath,$(abspath $(B)) $(SAN_FLAGS) $(LDFLAGS)
@@ -58,7 +60,7 @@ $(B)/connpool.map: lib/exports.txt lib/exports-to-map.awk
 
 $(SHARED): $(LIB_OBJS) $(B)/connpool.map
 	$(CXX) -shared -o $@ $(LIB_OBJS) -Wl,-soname,$(SONAME) -Wl,--version-script=$(B)/connpool.map \
-		-Wl,--no-undefined -Wl,-z,defs -pthread $(SAN_FLAGS) $(LDFLAGS) $(PQ_LIBS)
+		-Wl,--no-undefined -Wl,-z,defs -pthread $(SAN_FLAGS) $(LDFLAGS) $(PQ_LIBS) $(ODBC_LIBS)
 
 $(B)/$(SONAME): $(SHARED)
 	ln -sf $(notdir $<) $@
@@ -87,7 +89,7 @@ $(B)/tests/%.o: tests/%.c
 	$(CC) $(TEST_CFLAGS) -c -o $@ $<
 
 $(B)/tests/test_%: $(B)/tests/test_%.o $(B)/tests/util.o $(B)/$(SONAME)
-	$(CC) -o $@ $< $(B)/tests/util.o $(TEST_LDFLAGS) -lconnpool $(CMOCKA_LIBS) $(PQ_LIBS) -pthread
+	$(CC) -o $@ $< $(B)/tests/util.o $(TEST_LDFLAGS) -lconnpool $(CMOCKA_LIBS) $(PQ_LIBS) $(ODBC_LIBS) -pthread
 
 # Loads the library only with dlopen, so that dlclose really unmaps it.
 $(B)/tests/test_dlclose_fork: $(B)/tests/test_dlclose_fork.o $(B)/$(SONAME)
@@ -96,7 +98,7 @@ $(B)/tests/test_dlclose_fork: $(B)/tests/test_dlclose_fork.o $(B)/$(SONAME)
 $(B)/tests/test_scrub: tests/test_scrub.cc $(STATIC)
 	@mkdir -p $(@D)
 	$(CXX) -std=c++17 $(WARN) -Iinclude -Ilib -pthread $(SAN_FLAGS) $(CXXFLAGS) -o $@ $< \
-		$(STATIC) $(PQ_LIBS) $(CMOCKA_LIBS) $(LDFLAGS)
+		$(STATIC) $(PQ_LIBS) $(ODBC_LIBS) $(CMOCKA_LIBS) $(LDFLAGS)
 
 $(B)/tests/headertest-c: tests/headertest.c include/connpool.h
 	@mkdir -p $(@D)
@@ -135,7 +137,7 @@ $(B)/bench/nofork/%.o: lib/%.cc
 	$(CXX) $(LIB_CXXFLAGS) -O2 -DCONNPOOL_NO_FORK_CHECK -c -o $@ $<
 $(B)/bench/nofork/libconnpool.so.1: $(LIB_SRCS:lib/%.cc=$(B)/bench/nofork/%.o) $(B)/connpool.map
 	$(CXX) -shared -o $@ $(filter %.o,$^) -Wl,-soname,$(SONAME) -Wl,--version-script=$(B)/connpool.map \
-		-Wl,--no-undefined -Wl,-z,defs -pthread $(LDFLAGS) $(PQ_LIBS)
+		-Wl,--no-undefined -Wl,-z,defs -pthread $(LDFLAGS) $(PQ_LIBS) $(ODBC_LIBS)
 
 bench: deps
 	$(MAKE) all $(B)/bench/bench $(B)/bench/nofork/libconnpool.so.1

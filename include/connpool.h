@@ -94,6 +94,9 @@ typedef enum pool_status {
  *   reset_on_return  rollback  at checkin: rollback, commit, or none
  *   poolclass        queue     queue: the pool above; null: every checkout opens a new
  *                              connection and every checkin closes it (no limit, no wait)
+ *   odbc_dm_pooling  refuse    ODBC only: refuse, or allow, unixODBC's own connection
+ *                              pooling ([ODBC] Pooling=Yes), which hands a forked child the
+ *                              parent's sessions; allow it only in a process that never forks
  */
 
 /* What the connector's reset does at checkin (reset_on_return). */
@@ -108,16 +111,22 @@ typedef enum pool_reset_mode {
 /**
  * Create a pool. No connection is opened until the first checkout.
  *
- * conninfo selects the connector: a "postgresql://" or "postgres://" URI, a libpq
- * "key=value ..." string, or "" (libpq's PG* environment variables) selects libpq; the string
- * is passed to libpq untouched (connpool only adds defaults the string may override:
+ * conninfo selects the connector:
+ *  - "odbc:" followed by an ODBC connection string ("odbc:DSN=mydb;UID=u;PWD=p",
+ *    "odbc:Driver=SQLite3;Database=/path/app.db") selects ODBC through unixODBC; the rest is
+ *    passed to SQLDriverConnect untouched. No libpq string can start with "odbc:" (a libpq
+ *    string starts with a keyword and "=", or with a URI scheme), so the rule is unambiguous.
+ *    Each connection is opened with autocommit on, and the pool restores that at checkin.
+ *  - a "postgresql://" or "postgres://" URI, a libpq "key=value ..." string, or "" (libpq's
+ *    PG* environment variables) selects libpq; the string is passed to libpq untouched (connpool only adds defaults the string may override:
  * fallback_application_name=connpool, and gssencmode=disable because a child forked while
  * another thread was inside the GSSAPI library can deadlock on its first connect).
  *
  * Returns POOL_OK and stores the pool in *out.
  * Errors:  POOL_EINVAL (NULL out or conninfo, unknown option, bad value, a conninfo libpq
- *          cannot parse; the message names the key and the value), POOL_ENOTSUP (conninfo
- *          names no connector built in), POOL_ENOMEM. *out is NULL on error.
+ *          cannot parse, unixODBC pooling on; the message names the key and the value),
+ *          POOL_ENOTSUP (conninfo names no connector built in), POOL_ENOMEM. *out is NULL on
+ *          error.
  * Ownership: the caller owns *out and releases it with pool_dispose().
  * Thread-safety: any thread. Since 1.0.
  */
@@ -200,8 +209,8 @@ CONNPOOL_API int pool_dispose(pool_t *pool);
 CONNPOOL_API int pool_checkout(pool_lease_t **out, pool_t *pool, int64_t timeout_ms);
 
 /**
- * The driver's connection behind a lease: a PGconn * for libpq, the open callback's handle
- * for a custom connector. Returns NULL for a lease that is not checked out, or that this
+ * The driver's connection behind a lease: a PGconn * for libpq, an SQLHDBC for ODBC, the open
+ * callback's handle for a custom connector. Returns NULL for a lease that is not checked out, or that this
  * process inherited across fork.
  * Ownership: borrowed; valid until pool_checkin(). Do not close it; use pool_invalidate().
  * Thread-safety: the lease's thread. Since 1.0.

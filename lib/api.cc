@@ -41,7 +41,7 @@ connpool::key_values params_pairs(const char *const *keys, const char *const *va
 int create_from_pairs(pool_t **out, const char *conninfo, const connpool::key_values &pairs) {
   if (!conninfo) throw connpool::error(POOL_EINVAL, "conninfo is NULL");
   connpool::options opts = connpool::parse_options(pairs);
-  return create(out, connpool::make_connector(conninfo), opts);
+  return create(out, connpool::make_connector(conninfo, opts), opts);
 }
 
 }  // namespace

@@ -6,12 +6,14 @@
 
 namespace connpool {
 
-std::unique_ptr<connector> make_connector(const char *conninfo) {
+std::unique_ptr<connector> make_connector(const char *conninfo, const options &opts) {
   if (std::strncmp(conninfo, "postgresql://", 13) == 0 ||
       std::strncmp(conninfo, "postgres://", 11) == 0)
     return make_pq_connector(conninfo);
+  // "odbc:" cannot begin a libpq string: a libpq key=value string starts with a key and
+  // "=", and a URI with postgres(ql)://.
   if (std::strncmp(conninfo, "odbc:", 5) == 0)
-    throw error(POOL_ENOTSUP, "the ODBC connector is not built into this library");
+    return make_odbc_connector(conninfo + 5, opts.odbc_allow_dm_pooling);
   if (std::strstr(conninfo, "://"))
     throw error(POOL_ENOTSUP,
                 "connection string names an unsupported scheme (supported: postgresql://, "

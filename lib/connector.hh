@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "connpool.h"
+#include "options.hh"
 
 namespace connpool {
 
@@ -42,8 +43,13 @@ std::unique_ptr<connector> make_custom_connector(pool_open_cb open, pool_close_c
                                                  pool_reset_cb reset, pool_ping_cb ping,
                                                  pool_destroy_cb destroy, void *user_data);
 
-// Which connector a connection string selects, or nullptr with POOL_ENOTSUP thrown.
-std::unique_ptr<connector> make_connector(const char *conninfo);
+// unixODBC; throws error(POOL_EINVAL) if the driver manager's own pooling is on and not
+// allowed.
+std::unique_ptr<connector> make_odbc_connector(const char *connection_string,
+                                               bool allow_dm_pooling);
+
+// Which connector a connection string selects; throws POOL_ENOTSUP or POOL_EINVAL.
+std::unique_ptr<connector> make_connector(const char *conninfo, const struct options &opts);
 
 }  // namespace connpool
 

@@ -125,10 +125,15 @@ options parse_options(const key_values &pairs) {
       if (value == "queue") o.null_pool = false;
       else if (value == "null") o.null_pool = true;
       else bad_value(key, value, "is not one of queue, null");
+    } else if (key == "odbc_dm_pooling") {
+      if (value == "refuse") o.odbc_allow_dm_pooling = false;
+      else if (value == "allow") o.odbc_allow_dm_pooling = true;
+      else bad_value(key, value, "is not one of refuse, allow");
     } else {
       throw error(POOL_EINVAL, "unknown option \"" + key +
                                    "\" (known: pool_size, max_overflow, pool_timeout, "
-                                   "pool_use_lifo, reset_on_return, poolclass)");
+                                   "pool_use_lifo, reset_on_return, poolclass, "
+                                   "odbc_dm_pooling)");
     }
   }
   return o;

@@ -17,6 +17,7 @@ struct options {
   bool use_lifo = false;
   pool_reset_mode reset = POOL_RESET_ROLLBACK;
   bool null_pool = false;  // poolclass=null: no reuse, no limit
+  bool odbc_allow_dm_pooling = false;  // odbc_dm_pooling=allow
 };
 
 using key_values = std::vector<std::pair<std::string, std::string>>;

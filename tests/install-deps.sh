@@ -2,7 +2,7 @@
 # Installs, by name, the Debian packages that the build and the tests need and that are
 # missing. Does nothing when all are there (so `make check` can always call it).
 set -eu
-packages="g++ make gawk pkg-config openssl libpq-dev libcmocka-dev postgresql postgresql-common"
+packages="g++ make gawk pkg-config openssl libpq-dev libcmocka-dev postgresql postgresql-common unixodbc unixodbc-dev odbc-postgresql libsqliteodbc"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -6,13 +6,26 @@
 # postgres user (it refuses root), picks a free port, sets PG* variables for COMMAND and drops
 # the cluster on exit. We add: TCP on 127.0.0.1 only, a private unix-socket directory,
 # password authentication over TCP (pg_virtualenv sets PGPASSWORD), and TLS with a throwaway
-# self-signed certificate, so tests can use sslmode=disable and sslmode=require alike.
+# self-signed certificate, so tests can use sslmode=disable and sslmode=require alike. ODBC
+# drivers (psqlODBC, SQLite) are registered in a private ODBCSYSINI, never the machine's
+# /etc/odbcinst.ini; CONNPOOL_TEST_ODBC_PG is an odbc: connection string to this server.
 # The trailing space in listen_addresses keeps pg_createcluster from writing the address
 # unquoted, as if it were a number.
 set -eu
 work=$(mktemp -d /tmp/connpool-pg.XXXXXX)
 trap 'rm -rf "$work"' EXIT INT TERM
-mkdir "$work/sock" "$work/ssl"
+mkdir "$work/sock" "$work/ssl" "$work/odbc" "$work/sqlite"
+odbc_driver() { find /usr/lib -name "$1" 2>/dev/null | head -n 1; }
+cat > "$work/odbc/odbcinst.ini" <<EOF
+[PostgreSQL Unicode]
+Description=psqlODBC (Debian odbc-postgresql)
+Driver=$(odbc_driver psqlodbcw.so)
+
+[SQLite3]
+Description=SQLite ODBC (Debian libsqliteodbc)
+Driver=$(odbc_driver libsqlite3odbc.so)
+EOF
+: > "$work/odbc/odbc.ini"
 openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=127.0.0.1" \
     -addext "subjectAltName=IP:127.0.0.1" \
     -keyout "$work/ssl/server.key" -out "$work/ssl/server.crt" 2>/dev/null
@@ -28,6 +41,8 @@ pg_virtualenv -t \
     -o "ssl_key_file=$work/ssl/server.key" \
     env PGHOST=127.0.0.1 CONNPOOL_TEST_SOCKDIR="$work/sock" \
     CONNPOOL_TEST_SSL_CERT="$work/ssl/server.crt" \
+    ODBCSYSINI="$work/odbc" ODBCINSTINI=odbcinst.ini ODBCINI="$work/odbc/odbc.ini" \
+    CONNPOOL_TEST_SQLITE_DIR="$work/sqlite" \
     sh -c '
         # pg_createcluster turns ssl on only with the machine snakeoil certificate: turn it on
         # here, and wait until the reload has taken effect.
@@ -37,4 +52,6 @@ pg_virtualenv -t \
             tries=$((tries + 1))
             if [ $tries -gt 500 ]; then echo "with-postgres: TLS did not come up" >&2; exit 1; fi
         done
+        CONNPOOL_TEST_ODBC_PG="odbc:Driver={PostgreSQL Unicode};Server=127.0.0.1;Port=$PGPORT;Database=$PGDATABASE;UID=$PGUSER;PWD=$PGPASSWORD"
+        export CONNPOOL_TEST_ODBC_PG
         exec "$@"' with-postgres "$@"

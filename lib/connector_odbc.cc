@@ -1,0 +1,174 @@
+// Any ODBC data source, through unixODBC.
+//
+// Thread-safety: unixODBC serialises its own handle lists, and each connection handle is
+// used by one thread at a time (the lease's holder, or the pool thread opening, resetting or
+// closing it), which is what the driver manager requires. One environment handle per pool.
+#include <sql.h>
+#include <sqlext.h>
+#include <odbcinst.h>
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <strings.h>
+
+#include "connector.hh"
+#include "error.hh"
+#include "scrub.hh"
+
+namespace connpool {
+
+namespace {
+
+// "[SQLSTATE] message" for every diagnostic record of a handle, passwords removed.
+std::string diagnostics(SQLSMALLINT type, SQLHANDLE handle, const std::vector<std::string> &secrets) {
+  std::string all;
+  for (SQLSMALLINT i = 1;; i++) {
+    SQLCHAR state[6] = "", text[1024] = "";
+    SQLINTEGER native = 0;
+    SQLSMALLINT len = 0;
+    SQLRETURN rc = SQLGetDiagRec(type, handle, i, state, &native, text, sizeof text, &len);
+    if (!SQL_SUCCEEDED(rc)) break;
+    if (!all.empty()) all += "; ";
+    all += "[";
+    all += reinterpret_cast<char *>(state);
+    all += "] ";
+    all += reinterpret_cast<char *>(text);
+  }
+  if (all.empty()) all = "no diagnostic record";
+  return scrub(all, secrets);
+}
+
+// unixODBC's own pooling ([ODBC] Pooling=Yes in odbcinst.ini) keeps "closed" connections in
+// the driver manager, where a forked child finds and reuses the parent's sessions.
+bool driver_manager_pools() {
+  char value[32] = "";
+  SQLGetPrivateProfileString("ODBC", "Pooling", "No", value, sizeof value, "ODBCINST.INI");
+  return strcasecmp(value, "yes") == 0 || strcasecmp(value, "on") == 0 ||
+         strcasecmp(value, "true") == 0 || std::strcmp(value, "1") == 0;
+}
+
+// File-based drivers (SQLite) answer a missing directory with a bare "connect failed": name
+// the cause when the connection string's Database= lies in a directory that does not exist.
+std::string missing_directory_hint(const std::string &s) {
+  size_t at = 0;
+  while ((at = s.find('=', at)) != std::string::npos) {
+    size_t key_start = s.find_last_of(";", at);
+    key_start = key_start == std::string::npos ? 0 : key_start + 1;
+    std::string key = s.substr(key_start, at - key_start);
+    at++;
+    if (strcasecmp(key.c_str(), "Database") != 0) continue;
+    std::string path = s.substr(at, s.find(';', at) - at);
+    size_t slash = path.find_last_of('/');
+    if (slash == std::string::npos || slash == 0) return "";
+    std::string dir = path.substr(0, slash);
+    struct stat st;
+    if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+      return " (the directory of Database=" + path + " does not exist)";
+    return "";
+  }
+  return "";
+}
+
+class odbc_connector final : public connector {
+ public:
+  odbc_connector(const char *connection_string, bool allow_dm_pooling)
+      : connection_string_(connection_string),
+        secrets_(secrets_in_connection_string(connection_string)) {
+    if (!allow_dm_pooling && driver_manager_pools())
+      throw error(POOL_EINVAL,
+                  "unixODBC connection pooling is on ([ODBC] Pooling=Yes in odbcinst.ini): it "
+                  "hands a forked child the parent's sessions; turn it off, or set "
+                  "odbc_dm_pooling=allow if this process never forks");
+    if (!SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_ENV, SQL_NULL_HANDLE, &env_)))
+      throw error(POOL_ERROR, "ODBC: could not allocate an environment handle");
+    SQLRETURN rc = SQLSetEnvAttr(env_, SQL_ATTR_ODBC_VERSION,
+                                 reinterpret_cast<SQLPOINTER>(SQL_OV_ODBC3), 0);
+    if (!SQL_SUCCEEDED(rc)) {
+      std::string why = diagnostics(SQL_HANDLE_ENV, env_, secrets_);
+      SQLFreeHandle(SQL_HANDLE_ENV, env_);
+      throw error(POOL_ERROR, "ODBC: could not select ODBC 3: " + why);
+    }
+  }
+
+  ~odbc_connector() override { SQLFreeHandle(SQL_HANDLE_ENV, env_); }
+
+  void *open(clock::time_point deadline) override {
+    SQLHDBC dbc = SQL_NULL_HDBC;
+    if (!SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_DBC, env_, &dbc)))
+      throw error(POOL_ECONNECT, "connect failed: ODBC: " +
+                                     diagnostics(SQL_HANDLE_ENV, env_, secrets_));
+    // ODBC's login timeout is in whole seconds; round up so it never cuts a connect short.
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
+    SQLULEN seconds = SQLULEN(std::max<int64_t>(1, (left.count() + 999) / 1000));
+    SQLSetConnectAttr(dbc, SQL_ATTR_LOGIN_TIMEOUT, reinterpret_cast<SQLPOINTER>(seconds), 0);
+    SQLRETURN rc = SQLDriverConnect(
+        dbc, nullptr, reinterpret_cast<SQLCHAR *>(const_cast<char *>(connection_string_.c_str())),
+        SQL_NTS, nullptr, 0, nullptr, SQL_DRIVER_NOPROMPT);
+    if (!SQL_SUCCEEDED(rc)) {
+      std::string why = diagnostics(SQL_HANDLE_DBC, dbc, secrets_);
+      SQLFreeHandle(SQL_HANDLE_DBC, dbc);
+      throw error(POOL_ECONNECT,
+                  "connect failed: " + why + scrub(missing_directory_hint(connection_string_), secrets_));
+    }
+    // The pool's promise to the next user: autocommit on. reset() restores it.
+    rc = SQLSetConnectAttr(dbc, SQL_ATTR_AUTOCOMMIT,
+                           reinterpret_cast<SQLPOINTER>(SQL_AUTOCOMMIT_ON), 0);
+    if (!SQL_SUCCEEDED(rc)) {
+      std::string why = diagnostics(SQL_HANDLE_DBC, dbc, secrets_);
+      close(dbc);
+      throw error(POOL_ECONNECT, "connect failed: could not turn autocommit on: " + why);
+    }
+    return dbc;
+  }
+
+  void close(void *handle) noexcept override {
+    SQLDisconnect(handle);
+    SQLFreeHandle(SQL_HANDLE_DBC, handle);
+  }
+
+  bool reset(void *handle, pool_reset_mode mode) noexcept override {
+    if (dead(handle)) return false;
+    SQLUINTEGER autocommit = SQL_AUTOCOMMIT_ON;
+    if (!SQL_SUCCEEDED(SQLGetConnectAttr(handle, SQL_ATTR_AUTOCOMMIT, &autocommit, 0, nullptr)))
+      return false;
+    if (autocommit == SQL_AUTOCOMMIT_ON) return true;  // no transaction can be open
+    if (mode == POOL_RESET_NONE) return true;
+    SQLSMALLINT how = mode == POOL_RESET_COMMIT ? SQL_COMMIT : SQL_ROLLBACK;
+    if (!SQL_SUCCEEDED(SQLEndTran(SQL_HANDLE_DBC, handle, how))) return false;
+    return SQL_SUCCEEDED(SQLSetConnectAttr(handle, SQL_ATTR_AUTOCOMMIT,
+                                           reinterpret_cast<SQLPOINTER>(SQL_AUTOCOMMIT_ON), 0));
+  }
+
+  bool ping(void *handle) noexcept override { return !dead(handle); }
+
+  // ODBC exposes no socket: an inherited connection cannot be neutralised, only abandoned.
+  int socket(void *) noexcept override { return -1; }
+
+  // No SQL* call at all on an inherited handle: SQLDisconnect kills the parent's psqlODBC
+  // session, an SQLite rollback deletes the parent's journal (fork-safety.md §4, §5), and
+  // the driver manager's own mutexes may be held by a thread that does not exist here.
+  void discard_inherited(void *) noexcept override {}
+
+ private:
+  static bool dead(SQLHDBC dbc) {
+    SQLUINTEGER dead = SQL_CD_FALSE;
+    SQLRETURN rc = SQLGetConnectAttr(dbc, SQL_ATTR_CONNECTION_DEAD, &dead, 0, nullptr);
+    return SQL_SUCCEEDED(rc) && dead == SQL_CD_TRUE;
+  }
+
+  std::string connection_string_;
+  std::vector<std::string> secrets_;
+  SQLHENV env_ = SQL_NULL_HENV;
+};
+
+}  // namespace
+
+std::unique_ptr<connector> make_odbc_connector(const char *connection_string,
+                                               bool allow_dm_pooling) {
+  return std::make_unique<odbc_connector>(connection_string, allow_dm_pooling);
+}
+
+}  // namespace connpool
