@@ -3,6 +3,12 @@
 // Thread-safety: unixODBC serialises its own handle lists, and each connection handle is
 // used by one thread at a time (the lease's holder, or the pool thread opening, resetting or
 // closing it), which is what the driver manager requires. One environment handle per pool.
+//
+// Fork: every driver-manager call takes unixODBC's process-wide mutexes, and unixODBC has no
+// fork handlers, so a child forked while another thread is inside any SQL* call can deadlock
+// on its first one (fork-safety.md §4: 27-42% of such children). The pool's own calls hold
+// the connect gate (open through the pool; reset and close here), so no fork happens during
+// them; calls the application makes on a lease's SQLHDBC are beyond the pool's reach.
 #include <sql.h>
 #include <sqlext.h>
 #include <odbcinst.h>
@@ -16,6 +22,7 @@
 
 #include "connector.hh"
 #include "error.hh"
+#include "fork.hh"
 #include "scrub.hh"
 
 namespace connpool {
@@ -125,11 +132,13 @@ class odbc_connector final : public connector {
   }
 
   void close(void *handle) noexcept override {
+    fork_guard::connect_gate gate;
     SQLDisconnect(handle);
     SQLFreeHandle(SQL_HANDLE_DBC, handle);
   }
 
   bool reset(void *handle, pool_reset_mode mode) noexcept override {
+    fork_guard::connect_gate gate;
     if (dead(handle)) return false;
     SQLUINTEGER autocommit = SQL_AUTOCOMMIT_ON;
     if (!SQL_SUCCEEDED(SQLGetConnectAttr(handle, SQL_ATTR_AUTOCOMMIT, &autocommit, 0, nullptr)))
@@ -142,7 +151,10 @@ class odbc_connector final : public connector {
                                            reinterpret_cast<SQLPOINTER>(SQL_AUTOCOMMIT_ON), 0));
   }
 
-  bool ping(void *handle) noexcept override { return !dead(handle); }
+  bool ping(void *handle) noexcept override {
+    fork_guard::connect_gate gate;
+    return !dead(handle);
+  }
 
   // ODBC exposes no socket: an inherited connection cannot be neutralised, only abandoned.
   int socket(void *) noexcept override { return -1; }

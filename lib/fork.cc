@@ -43,8 +43,10 @@ pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
 int gate_connects = 0;  // gate_mu: connects in progress
 int gate_forks = 0;     // gate_mu: forks waiting for the gate or holding it
 bool gate_taken_by_prepare = false;
-// A fork from inside a connect (a custom open callback) must not wait for itself.
-thread_local bool this_thread_holds_gate = false;
+// How many times this thread holds the gate: it is re-entrant (an ODBC connect that fails
+// closes its handle, which takes the gate again), and a fork from inside a connect (a custom
+// open callback) must not wait for itself.
+thread_local int this_thread_holds_gate = 0;
 
 void new_generation_in_child() noexcept {
   detail::generation.fetch_add(1, std::memory_order_acq_rel);
@@ -80,7 +82,7 @@ void child() {
   reinit_mutex_in_child(registry_mu);
   pthread_mutex_init(&gate_mu, nullptr);
   pthread_cond_init(&gate_cv, nullptr);  // its waiters were the parent's threads
-  gate_connects = this_thread_holds_gate ? 1 : 0;  // forked from inside a connect: it ends here
+  gate_connects = this_thread_holds_gate > 0 ? 1 : 0;  // forked inside a connect: ends here
   gate_forks = 0;
   new_generation_in_child();
 }
@@ -152,15 +154,15 @@ void reinit_mutex_in_child(std::mutex &mu) noexcept {
 }
 
 connect_gate::connect_gate() noexcept {
+  if (this_thread_holds_gate++ > 0) return;
   pthread_mutex_lock(&gate_mu);
   while (gate_forks > 0) pthread_cond_wait(&gate_cv, &gate_mu);
   gate_connects++;
   pthread_mutex_unlock(&gate_mu);
-  this_thread_holds_gate = true;
 }
 
 connect_gate::~connect_gate() {
-  this_thread_holds_gate = false;
+  if (--this_thread_holds_gate > 0) return;
   pthread_mutex_lock(&gate_mu);
   if (--gate_connects == 0) pthread_cond_broadcast(&gate_cv);
   pthread_mutex_unlock(&gate_mu);
