@@ -47,7 +47,7 @@ TEST_LDFLAGS = -L$(B) -Wl,-rpath,$(abspath $(B)) $(SAN_FLAGS) $(LDFLAGS)
 LIB_SRCS := $(wildcard lib/*.cc)
 LIB_OBJS := $(LIB_SRCS:lib/%.cc=$(B)/obj/%.o)
 
-.PHONY: all check check-run check-abi install uninstall clean deps bench example
+.PHONY: all check check-run check-abi install uninstall clean deps bench example demo
 all: $(SHARED) $(B)/$(SONAME) $(B)/libconnpool.so $(STATIC) $(B)/connpool.pc
 
 $(B)/obj/%.o: lib/%.cc
@@ -81,7 +81,7 @@ $(B)/connpool.pc: pkgconfig/connpool.pc.in include/connpool.h Makefile
 	$(GEN_PC) > $@
 
 # ---------------------------------------------------------------- tests
-TESTS := test_options test_pool test_pq test_fork test_dlclose_fork
+TESTS := test_options test_pool test_pq test_fork test_dlclose_fork test_odbc
 TEST_BINS := $(TESTS:%=$(B)/tests/%)
 
 $(B)/tests/%.o: tests/%.c
@@ -125,6 +125,19 @@ $(B)/examples/%: examples/%.c $(B)/$(SONAME)
 # Runs the example against a throwaway PostgreSQL (the demo issue replaces this).
 example: all $(B)/examples/hello
 	tests/with-postgres.sh $(B)/examples/hello
+
+# The demo queries through libpq and ODBC, with threads and fork.
+$(B)/examples/demo: examples/demo.c include/connpool.h $(B)/$(SONAME)
+	@mkdir -p $(@D)
+	$(CC) -std=c99 $(WARN) -Iinclude $(PQ_CFLAGS) $(ODBC_CFLAGS) -pthread $(SAN_FLAGS) $(CFLAGS) \
+		-o $@ $< $(TEST_LDFLAGS) -lconnpool $(PQ_LIBS) $(ODBC_LIBS) -pthread
+
+# `make demo`: no server needed, a throwaway SQLite file through the SQLite ODBC driver.
+# `make demo DSN='postgresql://...'` (or DSN='odbc:...') runs the same demo on that database;
+# DSN reaches the script through the environment, so its quotes and semicolons survive.
+demo: deps
+	$(MAKE) $(B)/examples/demo
+	examples/run-demo.sh $(B)/examples/demo $(if $(value DSN),"$$DSN")
 
 $(B)/bench/bench: bench/bench.c $(B)/$(SONAME)
 	@mkdir -p $(@D)
