@@ -344,8 +344,8 @@ static int scene_burst(void) {
            "connections open", (long long)b.peak_open, (long long)b.peak_waiting);
     printf(LABEL "%lld in total, instead of %d without a pool (one per checkout)\n",
            "connections opened", (long long)st.opened_total, expected);
-    printf(LABEL "%lld kept idle for the next burst; %lld overflow ones closed at a checkin "
-           "nobody waited for\n", "afterwards", (long long)st.idle, (long long)st.closed_total);
+    printf(LABEL "%lld kept idle for the next burst; %lld overflow ones closed as they came "
+           "back\n", "afterwards", (long long)st.idle, (long long)st.closed_total);
     printf(LABEL "%.2f s\n", "time", elapsed);
     if (b.first_error[0]) fprintf(stderr, "demo: first error: %s\n", b.first_error);
 

@@ -218,8 +218,10 @@ CONNPOOL_API int pool_checkout(pool_lease_t **out, pool_t *pool, int64_t timeout
 CONNPOOL_API void *pool_lease_native(const pool_lease_t *lease);
 
 /**
- * Give a connection back. It is reset (reset_on_return) and kept for the next checkout, or
- * closed when it is broken, invalidated, beyond pool_size, or the pool is disposed. A lease
+ * Give a connection back. It is reset (reset_on_return) and handed to the longest waiter or
+ * kept idle for the next checkout; it is closed when it is broken, invalidated, when
+ * pool_size connections are idle already (so the pool shrinks back after a burst), or when
+ * the pool is disposed. A lease
  * inherited across fork is dropped without a word to the server.
  * Returns POOL_OK; the lease handle is invalid afterwards.
  * Errors:  POOL_EINVAL (NULL), POOL_ESTATE (not checked out: a second checkin).

@@ -336,12 +336,15 @@ void pool::give_back(lease *l, bool reusable) {
       w->cv.notify_one();
       return;
     }
-    if (open_ <= opts_.pool_size) {
+    // SQLAlchemy's rule: keep it while fewer than pool_size wait idle. Overflow connections
+    // survive a burst (no close-and-reopen churn while demand lasts), and the pool shrinks
+    // back to pool_size as the burst's connections come home.
+    if (int64_t(idle_.size()) < opts_.pool_size) {
       idle_.push_back(l);
       return;
     }
   }
-  // Broken, invalidated, overflow beyond pool_size, or the pool is closing: close it.
+  // Broken, invalidated, beyond pool_size idle, or the pool is closing: close it.
   void *handle = l->handle;
   l->handle = nullptr;
   free_records_.push_back(l);
