@@ -21,13 +21,21 @@ bool is_word_char(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
 }
 
-// The value after key=: to the closing quote, or to a separator.
+// The value after key=: to the closing quote, or to a separator. In an ODBC {braced} value
+// "}}" stands for one "}"; in a libpq 'quoted' one a backslash escapes the next character.
 size_t value_end(const std::string &s, size_t at) {
-  if (at < s.size() && (s[at] == '\'' || s[at] == '"' || s[at] == '{')) {
-    char close = s[at] == '{' ? '}' : s[at];
+  if (at < s.size() && s[at] == '{') {
+    for (size_t i = at + 1; i < s.size(); i++) {
+      if (s[i] != '}') continue;
+      if (i + 1 < s.size() && s[i + 1] == '}') i++;
+      else return i + 1;
+    }
+    return s.size();
+  }
+  if (at < s.size() && (s[at] == '\'' || s[at] == '"')) {
     for (size_t i = at + 1; i < s.size(); i++) {
       if (s[i] == '\\' && i + 1 < s.size()) i++;
-      else if (s[i] == close) return i + 1;
+      else if (s[i] == s[at]) return i + 1;
     }
     return s.size();
   }
@@ -79,8 +87,9 @@ void mask_uri_userinfo(std::string &s) {
   }
 }
 
-// Adds a value and, if it has several words, each word: a driver that cannot parse an unquoted
-// password with a space quotes only one of its words back.
+// Adds a value and, if it has several words, each word of 3 characters or more: a driver that
+// cannot parse an unquoted password with a space quotes only one of its words back (shorter
+// words would mask every "2" of a message and reveal little).
 void add_secret(std::vector<std::string> &out, const std::string &value) {
   if (value.empty()) return;
   out.push_back(value);
@@ -88,9 +97,20 @@ void add_secret(std::vector<std::string> &out, const std::string &value) {
   while (start < value.size()) {
     size_t end = value.find_first_of(" \t", start);
     if (end == std::string::npos) end = value.size();
-    if (end > start && end - start < value.size()) out.push_back(value.substr(start, end - start));
+    if (end - start >= 3 && end - start < value.size())
+      out.push_back(value.substr(start, end - start));
     start = end + 1;
   }
+}
+
+// "{ab}}cd}" holds the password "ab}cd": the driver decodes it, and its messages show that.
+std::string unbraced(const std::string &inner) {
+  std::string out;
+  for (size_t i = 0; i < inner.size(); i++) {
+    out += inner[i];
+    if (inner[i] == '}' && i + 1 < inner.size() && inner[i + 1] == '}') i++;
+  }
+  return out;
 }
 
 }  // namespace
@@ -111,7 +131,9 @@ std::vector<std::string> secrets_in_connection_string(const std::string &s) {
     if (j == std::string::npos) continue;
     if (j < s.size() && (s[j] == '\'' || s[j] == '"' || s[j] == '{')) {
       size_t end = value_end(s, j);
-      add_secret(out, s.substr(j + 1, end > j + 1 ? end - j - 2 : 0));
+      std::string inner = s.substr(j + 1, end > j + 1 ? end - j - 2 : 0);
+      add_secret(out, inner);
+      if (s[j] == '{' && inner.find("}}") != std::string::npos) add_secret(out, unbraced(inner));
       continue;
     }
     // Unquoted: up to the next "key=" (a password with a space is the likely mistake), or to

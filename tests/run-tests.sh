@@ -5,10 +5,10 @@
 set -u
 # Sanitizer settings for SAN builds (ignored otherwise):
 # - LSan: suppress only third-party leaks, each explained in the file.
-# - TSan: a forked child of a multi-threaded parent starts threads in the fork tests, which
+# - TSan: third-party suppressions, explained in the file; and a forked child of a multi-threaded parent starts threads in the fork tests, which
 #   TSan refuses by default; allow it (its own note: it may miss races in such children).
 LSAN_OPTIONS="suppressions=$(pwd)/tests/sanitizers/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
-TSAN_OPTIONS="die_after_fork=0${TSAN_OPTIONS:+:$TSAN_OPTIONS}"
+TSAN_OPTIONS="die_after_fork=0:suppressions=$(pwd)/tests/sanitizers/tsan.supp${TSAN_OPTIONS:+:$TSAN_OPTIONS}"
 export LSAN_OPTIONS TSAN_OPTIONS
 dir=$1
 shift

@@ -59,6 +59,14 @@ static void secrets_are_found_in_unparsable_strings(void **) {
   assert_false(d.empty());
   auto e = secrets_in_connection_string("Driver={X};PWD={p;w};UID=u");
   assert_true(has(e, "p;w"));
+  auto f = secrets_in_connection_string("Driver={X};PWD={s3cr}}et_x9};UID=u");
+  assert_true(has(f, "s3cr}}et_x9"));
+  assert_true(has(f, "s3cr}et_x9"));
+  check("Driver={X};PWD={s3cr}}et_x9};UID=u", {}, "Driver={X};PWD=****;UID=u");
+  auto g = secrets_in_connection_string("host=h password=hunter 2 x port=5");
+  assert_true(has(g, "hunter 2 x"));
+  assert_true(has(g, "hunter"));
+  assert_false(has(g, "2"));
   assert_true(secrets_in_connection_string("host=h user=u").empty());
   check("invalid percent-encoded token: \"hunter2%zz_pw\"", a,
         "invalid percent-encoded token: \"****\"");
