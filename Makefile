@@ -88,11 +88,11 @@ $(B)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) -c -o $@ $<
 
-$(B)/tests/test_%: $(B)/tests/test_%.o $(B)/tests/util.o $(B)/$(SONAME)
+$(B)/tests/test_%: $(B)/tests/test_%.o $(B)/tests/util.o $(B)/libconnpool.so
 	$(CC) -o $@ $< $(B)/tests/util.o $(TEST_LDFLAGS) -lconnpool $(CMOCKA_LIBS) $(PQ_LIBS) $(ODBC_LIBS) -pthread
 
 # Loads the library only with dlopen, so that dlclose really unmaps it.
-$(B)/tests/test_dlclose_fork: $(B)/tests/test_dlclose_fork.o $(B)/$(SONAME)
+$(B)/tests/test_dlclose_fork: $(B)/tests/test_dlclose_fork.o $(B)/libconnpool.so
 	$(CC) -o $@ $< $(SAN_FLAGS) $(LDFLAGS) -ldl $(CMOCKA_LIBS) -pthread
 
 $(B)/tests/test_scrub: tests/test_scrub.cc $(STATIC)
@@ -118,7 +118,7 @@ check-run: all $(TEST_ALL) check-abi
 	SAN=$(SAN) tests/with-postgres.sh tests/run-tests.sh $(B) $(TESTS) test_scrub test-install.sh
 
 # ---------------------------------------------------------------- example and benchmark
-$(B)/examples/%: examples/%.c $(B)/$(SONAME)
+$(B)/examples/%: examples/%.c $(B)/libconnpool.so
 	@mkdir -p $(@D)
 	$(CC) -std=c99 $(WARN) -Iinclude $(PQ_CFLAGS) $(CFLAGS) -o $@ $< $(TEST_LDFLAGS) -lconnpool $(PQ_LIBS)
 
@@ -127,7 +127,7 @@ example: all $(B)/examples/hello
 	tests/with-postgres.sh $(B)/examples/hello
 
 # The demo queries through libpq and ODBC, with threads and fork.
-$(B)/examples/demo: examples/demo.c include/connpool.h $(B)/$(SONAME)
+$(B)/examples/demo: examples/demo.c include/connpool.h $(B)/libconnpool.so
 	@mkdir -p $(@D)
 	$(CC) -std=c99 $(WARN) -Iinclude $(PQ_CFLAGS) $(ODBC_CFLAGS) -pthread $(SAN_FLAGS) $(CFLAGS) \
 		-o $@ $< $(TEST_LDFLAGS) -lconnpool $(PQ_LIBS) $(ODBC_LIBS) -pthread
@@ -139,7 +139,7 @@ demo: deps
 	$(MAKE) $(B)/examples/demo
 	examples/run-demo.sh $(B)/examples/demo $(if $(value DSN),"$$DSN")
 
-$(B)/bench/bench: bench/bench.c $(B)/$(SONAME)
+$(B)/bench/bench: bench/bench.c $(B)/libconnpool.so
 	@mkdir -p $(@D)
 	$(CC) -std=c99 -D_GNU_SOURCE -O2 $(WARN) -Iinclude $(PQ_CFLAGS) -pthread -o $@ $< \
 		$(TEST_LDFLAGS) -lconnpool $(PQ_LIBS) -ldl
