@@ -47,7 +47,6 @@ extern char **environ;
 
 /* ---------------------------------------------------------------- settings */
 
-#define SERVER_WAIT_MS 10000  /* upper bound for the server to catch up; never reached */
 #define CHILD_WATCHDOG_S 10   /* every child dies of SIGALRM after this long */
 #define STORM_WATCHDOG_S 5
 #define PARENT_WATCHDOG_S 120 /* the test process itself, per test */
@@ -388,37 +387,6 @@ static void query_text(PGconn *conn, const char *sql, char *out, size_t len) {
     PQclear(r);
 }
 
-struct sessions_arg {
-    PGconn *monitor;
-    const char *app;
-    long long n;
-};
-
-static int sessions_reach(void *p) {
-    struct sessions_arg *a = p;
-    return sessions_named(a->monitor, a->app) == a->n;
-}
-
-static void await_sessions(PGconn *monitor, const char *app, long long n) {
-    struct sessions_arg a = {monitor, app, n};
-    if (!await_true(sessions_reach, &a, SERVER_WAIT_MS))
-        fail_msg("sessions named %s: %lld, expected %lld", app, sessions_named(monitor, app), n);
-}
-
-struct backend_arg {
-    PGconn *monitor;
-    int pid;
-};
-
-static int backend_gone(void *p) {
-    struct backend_arg *a = p;
-    return !backend_exists(a->monitor, a->pid);
-}
-
-static void await_backend_gone(PGconn *monitor, int pid) {
-    struct backend_arg a = {monitor, pid};
-    if (!await_true(backend_gone, &a, SERVER_WAIT_MS)) fail_msg("backend %d is still there", pid);
-}
 
 /* §E's check that no child harmed the parent. All of the parent's connections in `pool` (the
  * pids in c) are idle in the pool now, and the pool has no others. */

@@ -22,7 +22,6 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-#define SERVER_WAIT_MS 10000 /* upper bound for the server to catch up; never reached */
 
 /* "<base>_<pid>": this test's application_name. */
 static void app_name(char *buf, size_t len, const char *base) {
@@ -72,51 +71,7 @@ static int backend_pid(pool_lease_t *lease) {
     return pid;
 }
 
-/* Macros, so that a failure names the test's line. */
-#define assert_contains(text, part)                                           \
-    do {                                                                      \
-        if (!strstr((text), (part)))                                          \
-            fail_msg("\"%s\" does not contain \"%s\"", (text), (part));       \
-    } while (0)
 
-#define assert_lacks(text, part)                                              \
-    do {                                                                      \
-        if (strstr((text), (part)))                                           \
-            fail_msg("\"%s\" contains \"%s\"", (text), (part));               \
-    } while (0)
-
-/* Await conditions on the server. */
-struct sessions_arg {
-    PGconn *monitor;
-    const char *app;
-    long long n;
-};
-
-static int sessions_reach(void *p) {
-    struct sessions_arg *a = p;
-    return sessions_named(a->monitor, a->app) == a->n;
-}
-
-static void await_sessions(PGconn *monitor, const char *app, long long n) {
-    struct sessions_arg a = {monitor, app, n};
-    if (!await_true(sessions_reach, &a, SERVER_WAIT_MS))
-        fail_msg("sessions named %s: %lld, expected %lld", app, sessions_named(monitor, app), n);
-}
-
-struct backend_arg {
-    PGconn *monitor;
-    int pid;
-};
-
-static int backend_gone(void *p) {
-    struct backend_arg *a = p;
-    return !backend_exists(a->monitor, a->pid);
-}
-
-static void await_backend_gone(PGconn *monitor, int pid) {
-    struct backend_arg a = {monitor, pid};
-    if (!await_true(backend_gone, &a, SERVER_WAIT_MS)) fail_msg("backend %d is still there", pid);
-}
 
 /* What worker threads report: the number of failures and the first one's description. */
 struct report {

@@ -72,3 +72,36 @@ int backend_exists(PGconn *monitor, int pid) {
     snprintf(sql, sizeof sql, "SELECT count(*) FROM pg_stat_activity WHERE pid = %d", pid);
     return query_int(monitor, sql) == 1;
 }
+
+struct sessions_arg {
+    PGconn *monitor;
+    const char *app;
+    long long n;
+};
+
+static int sessions_reach(void *p) {
+    struct sessions_arg *a = p;
+    return sessions_named(a->monitor, a->app) == a->n;
+}
+
+void await_sessions(PGconn *monitor, const char *application_name, long long n) {
+    struct sessions_arg a = {monitor, application_name, n};
+    if (!await_true(sessions_reach, &a, SERVER_WAIT_MS))
+        fail_msg("sessions named %s: %lld, expected %lld", application_name,
+                 sessions_named(monitor, application_name), n);
+}
+
+struct backend_arg {
+    PGconn *monitor;
+    int pid;
+};
+
+static int backend_gone(void *p) {
+    struct backend_arg *a = p;
+    return !backend_exists(a->monitor, a->pid);
+}
+
+void await_backend_gone(PGconn *monitor, int pid) {
+    struct backend_arg a = {monitor, pid};
+    if (!await_true(backend_gone, &a, SERVER_WAIT_MS)) fail_msg("backend %d is still there", pid);
+}

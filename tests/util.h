@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <string.h>
 #include <cmocka.h>
 #include <libpq-fe.h>
 
@@ -33,6 +34,26 @@ long long query_int(PGconn *conn, const char *sql);
 long long sessions_named(PGconn *monitor, const char *application_name);
 /* 1 if a backend with this pid exists. */
 int backend_exists(PGconn *monitor, int pid);
+
+/* Upper bound for the server to catch up (a session to end, say); never reached. */
+#define SERVER_WAIT_MS 10000
+/* Await the server seeing `n` sessions with this application_name / a backend gone; fail the
+ * test if it does not within SERVER_WAIT_MS. */
+void await_sessions(PGconn *monitor, const char *application_name, long long n);
+void await_backend_gone(PGconn *monitor, int pid);
+
+/* Macros, so that a failure names the test's line. */
+#define assert_contains(text, part)                                     \
+    do {                                                                \
+        if (!strstr((text), (part)))                                    \
+            fail_msg("\"%s\" does not contain \"%s\"", (text), (part)); \
+    } while (0)
+
+#define assert_lacks(text, part)                                        \
+    do {                                                                \
+        if (strstr((text), (part)))                                     \
+            fail_msg("\"%s\" contains \"%s\"", (text), (part));         \
+    } while (0)
 
 #define assert_ok(expr)                                                              \
     do {                                                                             \
