@@ -513,43 +513,6 @@ static void child_return_dead_lease(pool_lease_t *inherited) {
 
 /* ---------------------------------------------------------------- threads */
 
-/* What worker threads report: counts, and the first failure's description. */
-struct report {
-    pthread_mutex_t mu;
-    int failures;
-    char first[512];
-};
-
-static void report_init(struct report *r) {
-    memset(r, 0, sizeof *r);
-    pthread_mutex_init(&r->mu, NULL);
-}
-
-static void report_failure(struct report *r, const char *format, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void report_failure(struct report *r, const char *format, ...) {
-    pthread_mutex_lock(&r->mu);
-    if (r->failures++ == 0) {
-        va_list ap;
-        va_start(ap, format);
-        vsnprintf(r->first, sizeof r->first, format, ap);
-        va_end(ap);
-    }
-    pthread_mutex_unlock(&r->mu);
-}
-
-static int report_failures(struct report *r) {
-    pthread_mutex_lock(&r->mu);
-    int n = r->failures;
-    pthread_mutex_unlock(&r->mu);
-    return n;
-}
-
-static void assert_no_failures(struct report *r) {
-    if (r->failures) fail_msg("%d failure(s) in worker threads; first: %s", r->failures, r->first);
-    pthread_mutex_destroy(&r->mu);
-}
 
 static int start_threads(pthread_t *threads, int n, void *(*fn)(void *), void *arg) {
     pthread_attr_t attr;

@@ -105,3 +105,31 @@ void await_backend_gone(PGconn *monitor, int pid) {
     struct backend_arg a = {monitor, pid};
     if (!await_true(backend_gone, &a, SERVER_WAIT_MS)) fail_msg("backend %d is still there", pid);
 }
+
+void report_init(struct report *r) {
+    memset(r, 0, sizeof *r);
+    pthread_mutex_init(&r->mu, NULL);
+}
+
+void report_failure(struct report *r, const char *format, ...) {
+    pthread_mutex_lock(&r->mu);
+    if (r->failures++ == 0) {
+        va_list ap;
+        va_start(ap, format);
+        vsnprintf(r->first, sizeof r->first, format, ap);
+        va_end(ap);
+    }
+    pthread_mutex_unlock(&r->mu);
+}
+
+int report_failures(struct report *r) {
+    pthread_mutex_lock(&r->mu);
+    int n = r->failures;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+void assert_no_failures(struct report *r) {
+    if (r->failures) fail_msg("%d failure(s) in worker threads; first: %s", r->failures, r->first);
+    pthread_mutex_destroy(&r->mu);
+}

@@ -2,6 +2,7 @@
 #ifndef CONNPOOL_TEST_UTIL_H
 #define CONNPOOL_TEST_UTIL_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -41,6 +42,19 @@ int backend_exists(PGconn *monitor, int pid);
  * test if it does not within SERVER_WAIT_MS. */
 void await_sessions(PGconn *monitor, const char *application_name, long long n);
 void await_backend_gone(PGconn *monitor, int pid);
+
+/* What worker threads report: the number of failures and the first one's description. */
+struct report {
+    pthread_mutex_t mu;
+    int failures;
+    char first[512];
+};
+void report_init(struct report *r);
+void report_failure(struct report *r, const char *format, ...)
+    __attribute__((format(printf, 2, 3)));
+int report_failures(struct report *r);
+/* Fails the test if a worker reported anything; releases the report. */
+void assert_no_failures(struct report *r);
 
 /* Macros, so that a failure names the test's line. */
 #define assert_contains(text, part)                                     \
