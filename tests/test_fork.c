@@ -1108,9 +1108,20 @@ static int child_of_busy_locks(void *arg) {
     return 0;
 }
 
+/* GCC 12's AddressSanitizer allocator has no fork handler: a child forked while another
+ * thread is inside malloc can hang in ASan's own allocator lock (seen: 1 child in ~500, in
+ * SizeClassAllocator64, never in a normal build, where glibc's malloc handles fork). The
+ * create/dispose thread allocates all the time, so under ASan it is left out. */
+#ifdef __SANITIZE_ADDRESS__
+#define CREATE_DISPOSE_THREADS 0
+#else
+#define CREATE_DISPOSE_THREADS 1
+#endif
+
 static int lock_progress(void *p) {
     struct lock_hammer *h = p;
-    return (atomic_get(&h->rounds) > 100 && atomic_get(&h->creates) > 10) ||
+    return (atomic_get(&h->rounds) > 100 &&
+            (CREATE_DISPOSE_THREADS == 0 || atomic_get(&h->creates) > 10)) ||
            report_failures(&h->rep) > 0;
 }
 
@@ -1129,7 +1140,8 @@ static void forks_while_threads_hammer_the_pool_lock_and_create_pools_never_hang
 
     pthread_t threads[LOCK_THREADS + 1];
     if (!start_threads(threads, LOCK_THREADS, lock_worker, &h)) fail_msg("pthread_create");
-    if (pthread_create(&threads[LOCK_THREADS], NULL, create_dispose_worker, &h) != 0)
+    if (CREATE_DISPOSE_THREADS &&
+        pthread_create(&threads[LOCK_THREADS], NULL, create_dispose_worker, &h) != 0)
         fail_msg("pthread_create");
     await_true(lock_progress, &h, SERVER_WAIT_MS);
 
@@ -1149,7 +1161,7 @@ static void forks_while_threads_hammer_the_pool_lock_and_create_pools_never_hang
     }
     int64_t took = now_ms() - start;
     atomic_set(&h.stop, 1);
-    join_threads(threads, LOCK_THREADS + 1);
+    join_threads(threads, LOCK_THREADS + CREATE_DISPOSE_THREADS);
 
     if (failed) {
         char d[96];
