@@ -10,6 +10,7 @@
 
 #include "connector.hh"
 #include "error.hh"
+#include "fork.hh"
 #include "scrub.hh"
 
 namespace connpool {
@@ -76,7 +77,12 @@ class pq_connector final : public connector {
     return conn;
   }
 
-  void close(void *handle) noexcept override { PQfinish(static_cast<PGconn *>(handle)); }
+  // Under the connect gate: freeing a TLS connection releases OpenSSL objects, which can take
+  // OpenSSL's global locks, the ones a child's first TLS connect needs.
+  void close(void *handle) noexcept override {
+    fork_guard::connect_gate gate;
+    PQfinish(static_cast<PGconn *>(handle));
+  }
 
   bool reset(void *handle, pool_reset_mode mode) noexcept override {
     auto *conn = static_cast<PGconn *>(handle);
