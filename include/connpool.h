@@ -32,8 +32,9 @@
  *     clone), neutralises the inherited sockets, and then works normally in the child with
  *     fresh connections opened on demand. A lease checked out before the fork is dead in the
  *     child: pool_lease_native() returns NULL, pool_invalidate() returns POOL_EFORKED, and
- *     pool_checkin() disposes of it safely. A fork waits for connects the pool has in flight
- *     (at most their timeout), so no child is born inside the TLS or GSSAPI library's locks.
+ *     pool_checkin() disposes of it safely. A fork waits for the connects (and closes) the pool
+ *     has in flight, at most their timeout, so no child is born inside the TLS, GSSAPI or
+ *     unixODBC library's global locks.
  *     Do not fork from inside a connector callback. See README, "Fork".
  *  9. Symbols carry the version node CONNPOOL_1. libsolv also exports pool_create and friends,
  *     unversioned names in a different node: dynamic linking keeps them apart, but linking
