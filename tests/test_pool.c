@@ -364,7 +364,8 @@ static void a_slow_connect_does_not_stall_checkouts_served_from_idle(void **stat
     assert_ok(pool_checkin(first));
     assert_ok(pool_checkout(&again, pool, 0)); /* served at once, the connect still pending */
     assert_int_equal(stats_of(pool).opening, 1);
-    assert_true(F.last_open_timeout_ms > 4000 && F.last_open_timeout_ms <= 5000);
+    /* what remains of the 5 s deadline (lower bound loose: a busy machine delays the thread) */
+    assert_true(F.last_open_timeout_ms > 1000 && F.last_open_timeout_ms <= 5000);
     set_blocking(0);
     pthread_join(slow.thread, NULL);
     assert_int_equal(slow.rc, POOL_OK);
