@@ -88,8 +88,9 @@ $(B)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) -c -o $@ $<
 
-$(B)/tests/test_%: $(B)/tests/test_%.o $(B)/tests/util.o $(B)/libconnpool.so
-	$(CC) -o $@ $< $(B)/tests/util.o $(TEST_LDFLAGS) -lconnpool $(CMOCKA_LIBS) $(PQ_LIBS) $(ODBC_LIBS) -pthread
+TEST_HELPERS := $(B)/tests/util.o $(B)/tests/child.o
+$(B)/tests/test_%: $(B)/tests/test_%.o $(TEST_HELPERS) $(B)/libconnpool.so
+	$(CC) -o $@ $< $(TEST_HELPERS) $(TEST_LDFLAGS) -lconnpool $(CMOCKA_LIBS) $(PQ_LIBS) $(ODBC_LIBS) -pthread
 
 # Loads the library only with dlopen, so that dlclose really unmaps it.
 $(B)/tests/test_dlclose_fork: $(B)/tests/test_dlclose_fork.o $(B)/libconnpool.so

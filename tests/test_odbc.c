@@ -36,13 +36,13 @@
 #include <sqlext.h>
 #include <odbcinst.h>
 
+#include "child.h"
 #include "util.h"
 
 extern char **environ;
 
 /* ---------------------------------------------------------------- settings */
 
-#define CHILD_WATCHDOG_S 10   /* every child dies of SIGALRM after this long */
 #define STORM_WATCHDOG_S 5
 #define PARENT_WATCHDOG_S 120 /* the test process itself, per test */
 #define MAX_CONNS 8
@@ -843,139 +843,6 @@ static void a_backend_killed_while_idle_is_replaced_after_at_most_one_failure(vo
 
 /* ================================================================ 6. fork: children */
 
-static int child_msg_fd = -1; /* in a child: the write end of the pipe to the parent */
-
-/* Under LeakSanitizer: a forked child abandons the connections it inherited on purpose. */
-int __lsan_is_turned_off(void);
-int __lsan_is_turned_off(void) { return child_msg_fd >= 0; }
-
-
-static void child_say(const char *format, ...) __attribute__((format(printf, 1, 2)));
-
-/* In a child: tells the parent something (a failure, or data it asked for). */
-static void child_say(const char *format, ...) {
-    char buf[768];
-    va_list ap;
-    va_start(ap, format);
-    int n = vsnprintf(buf, sizeof buf, format, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if ((size_t)n >= sizeof buf) n = (int)sizeof buf - 1;
-    ssize_t w = write(child_msg_fd, buf, (size_t)n);
-    (void)w;
-}
-
-/* A check in a child: on failure the parent learns which one, and the child ends with a code
- * of its own. */
-#define CHILD_REQUIRE(cond, ...)                                  \
-    do {                                                          \
-        if (!(cond)) {                                            \
-            child_say("line %d: %s: ", __LINE__, #cond);          \
-            child_say(__VA_ARGS__);                               \
-            _exit(1 + __LINE__ % 250);                            \
-        }                                                         \
-    } while (0)
-
-struct child {
-    pid_t pid;
-    int fd; /* the read end of its pipe */
-};
-
-struct outcome {
-    int status;
-    char out[2048]; /* everything the child said */
-};
-
-/* Starts body(arg) in a forked child under a watchdog; the child ends with exit(), so static
- * destructors run. Only the test thread forks, so the pipe reaches no other child. */
-static struct child start_child(int watchdog_s, int (*body)(void *), void *arg) {
-    int fds[2];
-    if (pipe(fds) != 0) fail_msg("pipe: %s", strerror(errno));
-    fcntl(fds[0], F_SETFD, FD_CLOEXEC);
-    fcntl(fds[1], F_SETFD, FD_CLOEXEC);
-    fflush(NULL); /* or the child's exit() prints the parent's buffered output again */
-    pid_t pid = fork();
-    if (pid < 0) fail_msg("fork: %s", strerror(errno));
-    if (pid == 0) {
-        close(fds[0]);
-        child_msg_fd = fds[1];
-        /* cmocka's handlers would longjmp into the parent's test runner, in the child */
-        static const int defaults[] = {SIGALRM, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGSYS, SIGABRT};
-        for (size_t i = 0; i < sizeof defaults / sizeof defaults[0]; i++) signal(defaults[i], SIG_DFL);
-        sigset_t set;
-        sigemptyset(&set);
-        sigaddset(&set, SIGALRM);
-        pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-        alarm((unsigned)watchdog_s);
-        exit(body(arg));
-    }
-    close(fds[1]);
-    struct child c = {pid, fds[0]};
-    return c;
-}
-
-static struct outcome finish_child(struct child c) {
-    struct outcome o;
-    memset(&o, 0, sizeof o);
-    pid_t got;
-    while ((got = waitpid(c.pid, &o.status, 0)) < 0 && errno == EINTR) {
-    }
-    if (got != c.pid) fail_msg("waitpid(%d): %s", (int)c.pid, strerror(errno));
-    size_t used = 0;
-    for (;;) {
-        ssize_t n = read(c.fd, o.out + used, sizeof o.out - 1 - used);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        used += (size_t)n;
-        if (used == sizeof o.out - 1) break;
-    }
-    o.out[used] = 0;
-    close(c.fd);
-    return o;
-}
-
-static struct outcome run_child(int (*body)(void *), void *arg) {
-    return finish_child(start_child(CHILD_WATCHDOG_S, body, arg));
-}
-
-static int child_hung(const struct outcome *o) {
-    return WIFSIGNALED(o->status) && WTERMSIG(o->status) == SIGALRM;
-}
-
-static int child_ok(const struct outcome *o) {
-    return WIFEXITED(o->status) && WEXITSTATUS(o->status) == 0;
-}
-
-static const char *describe(const struct outcome *o, char *buf, size_t len) {
-    if (WIFEXITED(o->status))
-        snprintf(buf, len, "exited with %d", WEXITSTATUS(o->status));
-    else if (child_hung(o))
-        snprintf(buf, len, "hung (killed by its watchdog)");
-    else if (WIFSIGNALED(o->status))
-        snprintf(buf, len, "was killed by signal %d (%s)", WTERMSIG(o->status),
-                 strsignal(WTERMSIG(o->status)));
-    else
-        snprintf(buf, len, "ended with status 0x%x", o->status);
-    return buf;
-}
-
-#define assert_child_ok(o, what)                                                          \
-    do {                                                                                  \
-        const struct outcome *o_ = (o);                                                   \
-        if (!child_ok(o_)) {                                                              \
-            char d_[96];                                                                  \
-            fail_msg("%s: the child %s: %s", (what), describe(o_, d_, sizeof d_), o_->out); \
-        }                                                                                 \
-    } while (0)
-
-/* A number the child reported as "key=<n>". */
-static long long child_said(const struct outcome *o, const char *key) {
-    char pattern[64];
-    snprintf(pattern, sizeof pattern, "%s=", key);
-    const char *at = strstr(o->out, pattern);
-    if (!at) fail_msg("the child did not report %s: \"%s\"", key, o->out);
-    return strtoll(at + strlen(pattern), NULL, 10);
-}
 
 /* ---------------------------------------------------------------- checks inside a child */
 
@@ -1257,7 +1124,7 @@ static void pg_parent_survives(void **state, const char *base, int (*body)(void 
     snprintf(sql, sizeof sql, "SELECT pg_advisory_lock(%lld)", key);
     pq_exec_ok(c.monitor, sql);
     start_slow_query(&q, c.monitor, native(f.busy), busy_pid, key);
-    struct outcome o = run_child(body, &f);
+    struct outcome o = run_child(VIA_FORK, body, &f, END_EXIT);
     int overlapped = !atomic_get(&q.done);
     snprintf(sql, sizeof sql, "SELECT pg_advisory_unlock(%lld)", key);
     pq_exec_ok(c.monitor, sql);
@@ -1373,7 +1240,7 @@ static void a_storm_of_forks_during_connects_has_no_hang_and_no_harm(void **stat
     struct outcome first;
     memset(&first, 0, sizeof first);
     while (forks < STORM_FORKS && hangs + failures < 3) { /* a broken library fails fast */
-        struct outcome o = finish_child(start_child(STORM_WATCHDOG_S, child_of_the_storm, &s));
+        struct outcome o = finish_child(start_child(VIA_FORK, STORM_WATCHDOG_S, child_of_the_storm, &s, END_EXIT));
         forks++;
         if (!child_ok(&o)) {
             if (child_hung(&o)) hangs++;
@@ -1495,7 +1362,7 @@ static void lite_parent_commits_after_the_child(void **state, const char *base,
     assert_int_equal(int_of(dbc, "SELECT count(*) FROM rows_kept"), 4);
     if (!file_exists(journal)) fail_msg("no rollback journal %s: no write transaction open", journal);
 
-    struct outcome o = run_child(body, &f);
+    struct outcome o = run_child(VIA_FORK, body, &f, END_EXIT);
     assert_child_ok(&o, base);
 
     if (!file_exists(journal)) fail_msg("the child deleted the parent's journal %s", journal);
