@@ -1518,32 +1518,6 @@ static void unixodbc_pooling_is_refused_unless_allowed(void **state) {
 
 /* ================================================================ 8. bad input */
 
-/* A pool over `conninfo` that cannot connect: every checkout fails with POOL_ECONNECT, and
- * the failed connect gives its slot back (pool_size 1, no overflow: a slot kept by mistake
- * would turn the second attempt into a timeout). The first message goes to msg. */
-static void checkout_fails_to_connect(const char *conninfo, char *msg, size_t len) {
-    pool_t *pool = NULL;
-    assert_ok(pool_create(&pool, conninfo, "pool_size=1 max_overflow=0 pool_timeout=10"));
-    pool_lease_t *lease = (pool_lease_t *)&lease;
-    assert_int_equal(pool_checkout(&lease, pool, -1), POOL_ECONNECT);
-    assert_null(lease);
-    snprintf(msg, len, "%s", pool_last_error());
-    assert_contains(msg, "connect failed");
-
-    pool_stats_t st = stats_of(pool);
-    assert_int_equal(st.connect_failures_total, 1);
-    assert_int_equal(st.opening, 0);
-    assert_int_equal(st.checked_out, 0);
-    assert_int_equal(st.overflow, 0);
-    assert_int_equal(st.opened_total, 0);
-    assert_int_equal(st.checkouts_total, 0);
-
-    assert_int_equal(pool_checkout(&lease, pool, -1), POOL_ECONNECT);
-    assert_int_equal(stats_of(pool).connect_failures_total, 2);
-    assert_int_equal(stats_of(pool).timeouts_total, 0);
-    assert_ok(pool_dispose(pool));
-}
-
 static void an_unknown_driver_fails_at_checkout_naming_it(void **state) {
     (void)state;
     char msg[512];

@@ -43,6 +43,10 @@ int backend_exists(PGconn *monitor, int pid);
 void await_sessions(PGconn *monitor, const char *application_name, long long n);
 void await_backend_gone(PGconn *monitor, int pid);
 
+/* A pool over `conninfo` that cannot connect: checks that every checkout fails with
+ * POOL_ECONNECT and gives its slot back; the first message goes to msg. */
+void checkout_fails_to_connect(const char *conninfo, char *msg, size_t len);
+
 /* What worker threads report: the number of failures and the first one's description. */
 struct report {
     pthread_mutex_t mu;
