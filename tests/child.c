@@ -143,3 +143,30 @@ long long child_said(const struct outcome *o, const char *key) {
     if (!at) fail_msg("the child did not report %s: \"%s\"", key, o->out);
     return strtoll(at + strlen(pattern), NULL, 10);
 }
+
+static void parent_watchdog(int sig) {
+    (void)sig;
+    static const char msg[] = "\nthe test process itself hung (parent watchdog)\n";
+    ssize_t w = write(2, msg, sizeof msg - 1);
+    (void)w;
+    _exit(99);
+}
+
+void install_parent_watchdog(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = parent_watchdog;
+    sigaction(SIGALRM, &sa, NULL);
+}
+
+int arm_watchdog(void **state) {
+    (void)state;
+    alarm(PARENT_WATCHDOG_S);
+    return 0;
+}
+
+int disarm_watchdog(void **state) {
+    (void)state;
+    alarm(0);
+    return 0;
+}

@@ -12,7 +12,20 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#define CHILD_WATCHDOG_S 10 /* every child dies of SIGALRM after this long */
+#define CHILD_WATCHDOG_S 10   /* every child dies of SIGALRM after this long */
+#define PARENT_WATCHDOG_S 120 /* the test process itself, per test */
+
+/* The test process's own watchdog: install the handler once, then arm and disarm it around
+ * each test (as cmocka setup and teardown), so a hang in the parent ends the run with a
+ * message instead of stalling it. */
+void install_parent_watchdog(void);
+int arm_watchdog(void **state);
+int disarm_watchdog(void **state);
+
+/* Counters shared between threads (C99 has no <stdatomic.h> guarantee; GCC builtins). */
+static inline int64_t atomic_get(const int64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline void atomic_set(int64_t *p, int64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline void atomic_inc(int64_t *p) { __atomic_add_fetch(p, 1, __ATOMIC_ACQ_REL); }
 
 /* In a child: tells the parent something (a failure, or data it asked for). */
 void child_say(const char *format, ...) __attribute__((format(printf, 1, 2)));

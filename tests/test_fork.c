@@ -48,38 +48,13 @@ extern char **environ;
 /* ---------------------------------------------------------------- settings */
 
 #define STORM_WATCHDOG_S 5
-#define PARENT_WATCHDOG_S 120 /* the test process itself, per test */
 #define MAX_CONNS 8
 
 static const char *sslmode; /* "disable" or "require": one run of the suite each */
 
 static int want_ssl(void) { return strcmp(sslmode, "require") == 0; }
 
-static int64_t atomic_get(const int64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
-static void atomic_set(int64_t *p, int64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
-static void atomic_inc(int64_t *p) { __atomic_add_fetch(p, 1, __ATOMIC_ACQ_REL); }
 
-/* ---------------------------------------------------------------- the parent's watchdog */
-
-static void parent_watchdog(int sig) {
-    (void)sig;
-    static const char msg[] = "\ntest_fork: the test process itself hung (parent watchdog)\n";
-    ssize_t w = write(2, msg, sizeof msg - 1);
-    (void)w;
-    _exit(99);
-}
-
-static int arm_watchdog(void **state) {
-    (void)state;
-    alarm(PARENT_WATCHDOG_S);
-    return 0;
-}
-
-static int disarm_watchdog(void **state) {
-    (void)state;
-    alarm(0);
-    return 0;
-}
 
 /* ---------------------------------------------------------------- fds at start */
 
@@ -1441,10 +1416,7 @@ static void pool_sockets_are_close_on_exec_and_spawned_programs_inherit_none(voi
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     for_each_fd(note_inheritable, NULL);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = parent_watchdog;
-    sigaction(SIGALRM, &sa, NULL);
+    install_parent_watchdog();
 
 #define T(name) cmocka_unit_test_setup_teardown(name, arm_watchdog, disarm_watchdog)
     const struct CMUnitTest tests[] = {

@@ -44,12 +44,8 @@ extern char **environ;
 /* ---------------------------------------------------------------- settings */
 
 #define STORM_WATCHDOG_S 5
-#define PARENT_WATCHDOG_S 120 /* the test process itself, per test */
 #define MAX_CONNS 8
 
-static int64_t atomic_get(const int64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
-static void atomic_set(int64_t *p, int64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
-static void atomic_inc(int64_t *p) { __atomic_add_fetch(p, 1, __ATOMIC_ACQ_REL); }
 
 /* ---------------------------------------------------------------- drivers */
 
@@ -341,27 +337,6 @@ static void join_threads(pthread_t *threads, int n) {
     for (int i = 0; i < n; i++) pthread_join(threads[i], NULL);
 }
 
-/* ---------------------------------------------------------------- the parent's watchdog */
-
-static void parent_watchdog(int sig) {
-    (void)sig;
-    static const char msg[] = "\ntest_odbc: the test process itself hung (parent watchdog)\n";
-    ssize_t w = write(2, msg, sizeof msg - 1);
-    (void)w;
-    _exit(99);
-}
-
-static int arm_watchdog(void **state) {
-    (void)state;
-    alarm(PARENT_WATCHDOG_S);
-    return 0;
-}
-
-static int disarm_watchdog(void **state) {
-    (void)state;
-    alarm(0);
-    return 0;
-}
 
 /* ================================================================ 1. many threads, few connections */
 
@@ -1616,10 +1591,7 @@ static void a_password_with_quotes_or_an_escaped_brace_is_masked_whole(void **st
 int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "--dm-pooling") == 0) return dm_pooling_helper(argv[2]);
     setvbuf(stdout, NULL, _IOLBF, 0);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = parent_watchdog;
-    sigaction(SIGALRM, &sa, NULL);
+    install_parent_watchdog();
 
     const struct CMUnitTest tests[] = {
         /* 1-4: the pool's promises, through both drivers */
