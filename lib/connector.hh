@@ -49,7 +49,7 @@ std::unique_ptr<connector> make_odbc_connector(const char *connection_string,
                                                bool allow_dm_pooling);
 
 // Which connector a connection string selects; throws POOL_ENOTSUP or POOL_EINVAL.
-std::unique_ptr<connector> make_connector(const char *conninfo, const struct options &opts);
+std::unique_ptr<connector> make_connector(const char *conninfo, const options &opts);
 
 }  // namespace connpool
 

@@ -1,7 +1,6 @@
 #include "pool.hh"
 
 #include <algorithm>
-#include <climits>
 #include <cstdio>
 #include <cstring>
 

@@ -139,14 +139,6 @@ static pool_t *fork_pool(const char *app, const char *options) {
     return pool;
 }
 
-/* A checkout that may have to connect: a generous bound (see test_pq.c). */
-static pool_lease_t *checkout(pool_t *pool) {
-    pool_lease_t *lease = NULL;
-    assert_ok(pool_checkout(&lease, pool, SERVER_WAIT_MS));
-    assert_non_null(lease);
-    return lease;
-}
-
 static PGconn *native(pool_lease_t *lease) {
     PGconn *conn = pool_lease_native(lease);
     assert_non_null(conn);
@@ -327,19 +319,6 @@ static void child_return_dead_lease(pool_lease_t *inherited) {
 /* ---------------------------------------------------------------- threads */
 
 
-static int start_threads(pthread_t *threads, int n, void *(*fn)(void *), void *arg) {
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, 256 * 1024);
-    int started = 0;
-    while (started < n && pthread_create(&threads[started], &attr, fn, arg) == 0) started++;
-    pthread_attr_destroy(&attr);
-    return started == n;
-}
-
-static void join_threads(pthread_t *threads, int n) {
-    for (int i = 0; i < n; i++) pthread_join(threads[i], NULL);
-}
 
 /* A query that runs while the test forks, on one connection: it waits for an advisory lock
  * the monitor holds, so it is still running when the child is done, however slow the child

@@ -282,15 +282,6 @@ static pool_t *make_pool(struct ctx *c, const char *options) {
     return pool;
 }
 
-/* A checkout that may have to connect: pool_timeout also bounds the connect, and a test that
- * sets a short one to see a timeout must not fail its first connect. */
-static pool_lease_t *checkout(pool_t *pool) {
-    pool_lease_t *lease = NULL;
-    assert_ok(pool_checkout(&lease, pool, SERVER_WAIT_MS));
-    assert_non_null(lease);
-    return lease;
-}
-
 static SQLHDBC native(pool_lease_t *lease) {
     SQLHDBC dbc = pool_lease_native(lease);
     assert_non_null(dbc);
@@ -323,19 +314,6 @@ static void terminate(PGconn *monitor, int pid) {
 /* ---------------------------------------------------------------- worker threads */
 
 
-/* Threads with small stacks: the tests start hundreds. */
-static void start_threads(pthread_t *threads, int n, void *(*fn)(void *), void *arg) {
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, 512 * 1024);
-    for (int i = 0; i < n; i++)
-        if (pthread_create(&threads[i], &attr, fn, arg) != 0) fail_msg("pthread_create %d", i);
-    pthread_attr_destroy(&attr);
-}
-
-static void join_threads(pthread_t *threads, int n) {
-    for (int i = 0; i < n; i++) pthread_join(threads[i], NULL);
-}
 
 
 /* ================================================================ 1. many threads, few connections */
@@ -482,7 +460,7 @@ static void three_hundred_threads_share_fifteen_connections(void **state) {
     if (pthread_create(&monitor, NULL, share_monitor, &s) != 0) fail_msg("pthread_create");
     assert_true(await_true(share_monitor_started, &s, SERVER_WAIT_MS));
     pthread_barrier_init(&s.start, NULL, SHARE_THREADS);
-    start_threads(workers, SHARE_THREADS, share_worker, &s);
+    if (!start_threads(workers, SHARE_THREADS, share_worker, &s)) fail_msg("pthread_create");
     join_threads(workers, SHARE_THREADS);
     pthread_barrier_destroy(&s.start);
     pthread_mutex_lock(&s.mu);
@@ -1207,7 +1185,7 @@ static void a_storm_of_forks_during_connects_has_no_hang_and_no_harm(void **stat
     s.still_fork.c = &c;
 
     pthread_t threads[STORM_THREADS];
-    start_threads(threads, STORM_THREADS, storm_worker, &s);
+    if (!start_threads(threads, STORM_THREADS, storm_worker, &s)) fail_msg("pthread_create");
     await_true(storm_progress, &s, SERVER_WAIT_MS);
     int64_t connects_before = stats_of(s.churn).opened_total;
     int64_t start = now_ms();

@@ -38,16 +38,6 @@ static pool_t *pq_pool(const char *app, const char *options) {
     return pool;
 }
 
-/* A checkout that may have to connect. pool_timeout also bounds the connect, and a SCRAM
- * login on a loaded machine (or under a sanitizer) can take longer than the short
- * pool_timeout a test sets to see a timeout quickly: so an explicit, generous bound. */
-static pool_lease_t *checkout(pool_t *pool) {
-    pool_lease_t *lease = NULL;
-    assert_ok(pool_checkout(&lease, pool, SERVER_WAIT_MS));
-    assert_non_null(lease);
-    return lease;
-}
-
 static PGconn *native(pool_lease_t *lease) {
     PGconn *conn = pool_lease_native(lease);
     assert_non_null(conn);
@@ -74,19 +64,6 @@ static int backend_pid(pool_lease_t *lease) {
 
 
 
-/* Threads with small stacks: the tests start hundreds. */
-static void start_threads(pthread_t *threads, int n, void *(*fn)(void *), void *arg) {
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setstacksize(&attr, 256 * 1024);
-    for (int i = 0; i < n; i++)
-        if (pthread_create(&threads[i], &attr, fn, arg) != 0) fail_msg("pthread_create %d", i);
-    pthread_attr_destroy(&attr);
-}
-
-static void join_threads(pthread_t *threads, int n) {
-    for (int i = 0; i < n; i++) pthread_join(threads[i], NULL);
-}
 
 /* One round of work on a lease from a worker thread: the server's pid for the session must be
  * libpq's, and a short server-side pause keeps the connection busy. */
@@ -194,7 +171,7 @@ static void three_hundred_threads_share_fifteen_connections(void **state) {
     if (pthread_create(&monitor, NULL, share_monitor, &s) != 0) fail_msg("pthread_create");
     assert_true(await_true(share_monitor_started, &s, SERVER_WAIT_MS));
     pthread_barrier_init(&s.start, NULL, SHARE_THREADS);
-    start_threads(workers, SHARE_THREADS, share_worker, &s);
+    if (!start_threads(workers, SHARE_THREADS, share_worker, &s)) fail_msg("pthread_create");
     join_threads(workers, SHARE_THREADS);
     pthread_barrier_destroy(&s.start);
     pthread_mutex_lock(&s.mu);
@@ -325,7 +302,7 @@ static void no_two_threads_ever_hold_the_same_connection(void **state) {
     x.pool = pq_pool(app, "pool_size=3 max_overflow=2 pool_timeout=20");
 
     pthread_barrier_init(&x.start, NULL, EXCL_THREADS);
-    start_threads(workers, EXCL_THREADS, exclusive_worker, &x);
+    if (!start_threads(workers, EXCL_THREADS, exclusive_worker, &x)) fail_msg("pthread_create");
     join_threads(workers, EXCL_THREADS);
     pthread_barrier_destroy(&x.start);
 

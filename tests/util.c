@@ -159,3 +159,24 @@ void checkout_fails_to_connect(const char *conninfo, char *msg, size_t len) {
     assert_int_equal(stats_of(pool).timeouts_total, 0);
     assert_ok(pool_dispose(pool));
 }
+
+pool_lease_t *checkout(pool_t *pool) {
+    pool_lease_t *lease = NULL;
+    assert_ok(pool_checkout(&lease, pool, SERVER_WAIT_MS));
+    assert_non_null(lease);
+    return lease;
+}
+
+int start_threads(pthread_t *threads, int n, void *(*fn)(void *), void *arg) {
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, 512 * 1024);
+    int started = 0;
+    while (started < n && pthread_create(&threads[started], &attr, fn, arg) == 0) started++;
+    pthread_attr_destroy(&attr);
+    return started == n;
+}
+
+void join_threads(pthread_t *threads, int n) {
+    for (int i = 0; i < n; i++) pthread_join(threads[i], NULL);
+}

@@ -43,6 +43,17 @@ int backend_exists(PGconn *monitor, int pid);
 void await_sessions(PGconn *monitor, const char *application_name, long long n);
 void await_backend_gone(PGconn *monitor, int pid);
 
+/* A checkout that may have to connect: pool_timeout also bounds the connect, and a SCRAM
+ * login on a loaded machine (or under a sanitizer) can take longer than the short
+ * pool_timeout a test sets to see a timeout quickly; so an explicit, generous bound. Fails
+ * the test if no lease comes. */
+pool_lease_t *checkout(pool_t *pool);
+
+/* Starts n threads running fn(arg), with small stacks (the tests start hundreds); 1 if all
+ * started. Usable in a forked child (it does not fail the test itself). */
+int start_threads(pthread_t *threads, int n, void *(*fn)(void *), void *arg);
+void join_threads(pthread_t *threads, int n);
+
 /* A pool over `conninfo` that cannot connect: checks that every checkout fails with
  * POOL_ECONNECT and gives its slot back; the first message goes to msg. */
 void checkout_fails_to_connect(const char *conninfo, char *msg, size_t len);
