@@ -231,6 +231,15 @@ static void assert_unharmed(PGconn *monitor, pool_t *pool, const char *app, cons
     assert_int_equal(after.idle, c->n);
 }
 
+/* The end of most tests: the parent is unharmed, its pool closes all its sessions, and the
+ * monitor goes. */
+static void end_unharmed(PGconn *monitor, pool_t *pool, const char *app, const struct conns *c) {
+    assert_unharmed(monitor, pool, app, c);
+    assert_ok(pool_dispose(pool));
+    await_sessions(monitor, app, 0);
+    PQfinish(monitor);
+}
+
 /* ---------------------------------------------------------------- checks inside a child */
 
 static pool_stats_t child_stats(pool_t *pool) {
@@ -521,10 +530,7 @@ static void a_query_in_flight_survives(const char *base, int (*body)(void *), in
     if (must_overlap && !overlapped) fail_msg("the child ended after the parent's query");
 
     assert_ok(pool_checkin(f.busy));
-    assert_unharmed(monitor, f.pool, app, &f.parent);
-    assert_ok(pool_dispose(f.pool));
-    await_sessions(monitor, app, 0);
-    PQfinish(monitor);
+    end_unharmed(monitor, f.pool, app, &f.parent);
 }
 
 static void a_lease_out_at_fork_is_dead_in_the_child_and_its_checkin_harms_nothing(void **state) {
@@ -613,10 +619,7 @@ static void a_child_opens_its_own_connections_and_counts_the_inherited_ones(void
     assert_int_equal(backend_pid(f.busy), busy_pid);
     assert_ok(pool_checkin(f.busy));
 
-    assert_unharmed(monitor, f.pool, app, &f.parent);
-    assert_ok(pool_dispose(f.pool));
-    await_sessions(monitor, app, 0);
-    PQfinish(monitor);
+    end_unharmed(monitor, f.pool, app, &f.parent);
 }
 
 /* ================================================================ 4. concurrent hammer */
@@ -747,10 +750,7 @@ static void parent_and_child_hammering_one_pool_never_see_each_others_results(vo
                   (long long)h.queries, child_said(&o, "child_queries"));
     assert_no_failures(&h.rep);
     assert_int_equal(stats_of(h.pool).opened_total, 2);
-    assert_unharmed(monitor, h.pool, app, &parent);
-    assert_ok(pool_dispose(h.pool));
-    await_sessions(monitor, app, 0);
-    PQfinish(monitor);
+    end_unharmed(monitor, h.pool, app, &parent);
 }
 
 /* ================================================================ 5. a waiting checkout */
@@ -832,10 +832,7 @@ static void a_fork_during_a_waiting_checkout_leaves_both_sides_working(void **st
     assert_int_equal(w.pid, f.parent.pids[0]);
     assert_int_equal(query_int(native(w.lease), "SELECT 1"), 1);
     assert_ok(pool_checkin(w.lease));
-    assert_unharmed(monitor, f.pool, app, &f.parent);
-    assert_ok(pool_dispose(f.pool));
-    await_sessions(monitor, app, 0);
-    PQfinish(monitor);
+    end_unharmed(monitor, f.pool, app, &f.parent);
 }
 
 /* ================================================================ 6. busy locks */
@@ -1240,10 +1237,7 @@ static void a_raw_fork_is_detected_at_the_childs_first_call(enum fork_kind kind)
     }
     assert_int_equal(backend_pid(f.busy), busy_pid);
     assert_ok(pool_checkin(f.busy));
-    assert_unharmed(monitor, f.pool, app, &f.parent);
-    assert_ok(pool_dispose(f.pool));
-    await_sessions(monitor, app, 0);
-    PQfinish(monitor);
+    end_unharmed(monitor, f.pool, app, &f.parent);
 }
 
 static void a_child_of__Fork_finds_its_inherited_lease_dead_and_opens_its_own(void **state) {
@@ -1384,10 +1378,7 @@ static void pool_sockets_are_close_on_exec_and_spawned_programs_inherit_none(voi
     assert_child_ok(&o, "a child that spawns programs");
 
     assert_ok(pool_checkin(f.busy));
-    assert_unharmed(monitor, f.pool, app, &f.parent);
-    assert_ok(pool_dispose(f.pool));
-    await_sessions(monitor, app, 0);
-    PQfinish(monitor);
+    end_unharmed(monitor, f.pool, app, &f.parent);
 }
 
 /* ---------------------------------------------------------------- main */
