@@ -16,9 +16,10 @@
  *     passes must outlive the call. Returned strings are owned by the library; each function
  *     says how long they live.
  *  5. Out-parameters come first, then the handle, then inputs; callbacks and their user_data
- *     come last. Callbacks run on the thread that called into connpool (never on a thread
- *     connpool owns), never with a pool lock held, and must not unwind (no C++ exception, Rust
- *     panic or longjmp may leave them).
+ *     come last. Callbacks run on the thread that called into connpool, or on the pool's
+ *     maintenance thread where the text of the options says so (never on any other thread),
+ *     never with a pool lock held, and must not unwind (no C++ exception, Rust panic or
+ *     longjmp may leave them).
  *  6. Misuse is an error, never a crash: NULL handles, a lease checked in twice, garbage
  *     options. A pointer to memory that was never a handle, or to a pool already released,
  *     is still undefined behaviour, as with free().
@@ -47,7 +48,7 @@
 #include <stdint.h>
 
 #define CONNPOOL_VERSION_MAJOR 1
-#define CONNPOOL_VERSION_MINOR 0
+#define CONNPOOL_VERSION_MINOR 1
 #define CONNPOOL_VERSION_PATCH 0
 
 #if defined(__GNUC__)
@@ -75,7 +76,10 @@ typedef enum pool_status {
     POOL_ECLOSED = -7,   /* the pool is disposed or being disposed */
     POOL_ESTATE = -8,    /* lease not checked out: checked in twice, or not a lease */
     POOL_ENOTSUP = -9,   /* the connection string names a connector not built in */
-    POOL_EFORKED = -10   /* the lease's connection was inherited across fork: unusable here */
+    POOL_EFORKED = -10,  /* the lease's connection was inherited across fork: unusable here */
+    POOL_ETOOMANYWAITERS = -11, /* max_waiting threads wait already: not queued (since 1.1) */
+    POOL_ERANGE = -12    /* the caller's buffer is too small; the size needed is returned
+                            (since 1.1) */
 } pool_status;
 
 /*
@@ -98,6 +102,42 @@ typedef enum pool_status {
  *   odbc_dm_pooling  refuse    ODBC only: refuse, or allow, unixODBC's own connection
  *                              pooling ([ODBC] Pooling=Yes), which hands a forked child the
  *                              parent's sessions; allow it only in a process that never forks
+ *
+ * Health and lifecycle (since 1.1; seconds accept fractions; 0 turns a feature off):
+ *
+ *   pool_pre_ping          false  test a connection at checkout before handing it out; a
+ *                                 dead one is closed and replaced within the checkout's
+ *                                 deadline. Every checkout looks at the socket (no round
+ *                                 trip); a round trip is made only for a connection idle
+ *                                 longer than pre_ping_interval
+ *   pre_ping_interval      0.5    see pool_pre_ping
+ *   ping_timeout           5      the longest a ping may take (also bounded by the checkout's
+ *                                 deadline); a ping that takes longer finds the connection dead
+ *   pool_recycle           0      close a connection older than this at checkout or checkin
+ *                                 (SQLAlchemy's pool_recycle; -1 is accepted for 0)
+ *   pool_recycle_jitter    10% of pool_recycle: each connection's lifetime is shortened by a
+ *                                 random amount up to this, fixed when it opens, so
+ *                                 connections opened together do not expire together
+ *   idle_timeout           0      close connections idle longer than this, down to min_idle
+ *   min_idle               0      connections the pool keeps open and idle, opened in the
+ *                                 background (at most pool_size)
+ *   max_waiting            -1     at most this many threads wait in checkout; the next one
+ *                                 gets POOL_ETOOMANYWAITERS at once. -1: no limit
+ *   leak_threshold         0      report a lease held longer than this through the log hook,
+ *                                 once, and again when it comes back
+ *   fail_fast_after        3      after this many connects failed in a row, checkouts that
+ *                                 need a new connection fail at once with the last connect
+ *                                 error during a back-off window (0.25 s, doubling per further
+ *                                 failure up to fail_fast_backoff_max); one checkout per
+ *                                 window tries again, and one success ends it. 0: never
+ *   fail_fast_backoff_max  5      see fail_fast_after
+ *
+ * The background work (min_idle, idle_timeout, leak_threshold, and recycling idle
+ * connections) runs on one maintenance thread per pool, started at the pool's first checkout
+ * or pool_wait_ready() and only if one of those options is on. It holds no lock across I/O,
+ * is joined by pool_dispose(), and is started afresh in a forked child when the child first
+ * uses the pool. It runs the connector's open and close callbacks and the on_connect,
+ * on_close and log hooks (see pool_hooks_t); no other user code.
  */
 
 /* What the connector's reset does at checkin (reset_on_return). */
@@ -200,10 +240,15 @@ CONNPOOL_API int pool_dispose(pool_t *pool);
  *
  * timeout_ms: how long to wait; -1 means the pool's pool_timeout, 0 means do not wait.
  * Returns POOL_OK and stores the lease in *out.
+ * A connection older than pool_recycle, retired by pool_reset(), or found dead (with
+ * pool_pre_ping) is closed and replaced within the same deadline, unseen by the caller.
+ *
  * Errors:  POOL_ETIMEDOUT ("QueuePool limit of size 5 overflow 10 reached, connection timed
- *          out, timeout 30.00" followed by the pool's counts), POOL_ECONNECT (the driver's
- *          message, password removed; the slot is freed for the next caller), POOL_ECLOSED,
- *          POOL_EINVAL, POOL_ENOMEM. *out is NULL on error.
+ *          out, timeout 30.00" followed by the pool's counts and its longest holders, by tag
+ *          and age), POOL_ECONNECT (the driver's message, password removed; the slot is freed
+ *          for the next caller; during a fail-fast back-off, at once, with the last connect
+ *          error), POOL_ETOOMANYWAITERS (since 1.1), POOL_ECLOSED, POOL_EINVAL, POOL_ENOMEM.
+ *          *out is NULL on error.
  * Ownership: the caller must give the lease back with pool_checkin().
  * Thread-safety: any thread. Since 1.0.
  */
@@ -220,9 +265,10 @@ CONNPOOL_API void *pool_lease_native(const pool_lease_t *lease);
 
 /**
  * Give a connection back. It is reset (reset_on_return) and handed to the longest waiter or
- * kept idle for the next checkout; it is closed when it is broken, invalidated, when
- * pool_size connections are idle already (so the pool shrinks back after a burst), or when
- * the pool is disposed. A lease
+ * kept idle for the next checkout; it is closed when it is broken (which also retires every
+ * connection opened before it: a server that dropped one has usually dropped them all),
+ * invalidated, older than pool_recycle, retired by pool_reset(), when pool_size connections
+ * are idle already (so the pool shrinks back after a burst), or when the pool is disposed. A lease
  * inherited across fork is dropped without a word to the server.
  * Returns POOL_OK; the lease handle is invalid afterwards.
  * Errors:  POOL_EINVAL (NULL), POOL_ESTATE (not checked out: a second checkin).
@@ -238,7 +284,114 @@ CONNPOOL_API int pool_checkin(pool_lease_t *lease);
  */
 CONNPOOL_API int pool_invalidate(pool_lease_t *lease);
 
+/**
+ * pool_checkout() that labels the lease with `tag` (a function name, a request id): leak
+ * reports and the timeout message name the holders by their tags. The tag is copied; at most
+ * 63 bytes are kept; NULL means no tag. Returns and errors as pool_checkout(), and also
+ * POOL_ETOOMANYWAITERS (max_waiting threads wait already). Since 1.1.
+ */
+CONNPOOL_API int pool_checkout_tagged(pool_lease_t **out, pool_t *pool, int64_t timeout_ms,
+                                      const char *tag);
+
+/**
+ * The calling thread's scoped lease: the first call checks a connection out (as
+ * pool_checkout_tagged()), every further call from the same thread returns the same lease
+ * until pool_scope_release(). When the thread exits without releasing it, the lease is
+ * checked in for it (reset_on_return applies), so a thread that forgets cannot leak a
+ * connection. Use it where code deep in a call stack needs "the" connection of the current
+ * thread (a request handler, a worker in a thread pool) and threading a lease through every
+ * call is not practical; prefer pool_checkout() where the lease can be passed around. A
+ * scoped lease must not be given to pool_checkin() (POOL_ESTATE) or used by another thread.
+ * Errors: as pool_checkout_tagged(). Since 1.1.
+ */
+CONNPOOL_API int pool_checkout_scoped(pool_lease_t **out, pool_t *pool, int64_t timeout_ms,
+                                      const char *tag);
+
+/**
+ * Check in the calling thread's scoped lease in `pool`, if it has one.
+ * Returns POOL_OK (also when there is none). Errors: POOL_EINVAL. Since 1.1.
+ */
+CONNPOOL_API int pool_scope_release(pool_t *pool);
+
+/**
+ * Tell the pool that a statement on this lease failed with SQLSTATE `sqlstate` (five
+ * characters). Codes that mean the server went away or changed role (class 08 connection
+ * exceptions, 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now, 25006
+ * read_only_sql_transaction after a failover) invalidate the lease and every connection the
+ * pool opened before now (as pool_reset()); other codes change nothing.
+ * Returns POOL_OK. Errors: POOL_EINVAL (NULL or not five characters), POOL_ESTATE,
+ * POOL_EFORKED. Thread-safety: the lease's thread. Since 1.1.
+ */
+CONNPOOL_API int pool_report_error(pool_lease_t *lease, const char *sqlstate);
+
+/* ---------------------------------------------------------------- lifecycle and hooks */
+
+/**
+ * Retire every connection open now: idle ones are closed at once, checked-out ones when
+ * they are checked in. Connections opened after the call are not affected. For a database
+ * that restarted, failed over, or changed credentials. Returns POOL_OK. Errors: POOL_EINVAL,
+ * POOL_ECLOSED. Thread-safety: any thread. Since 1.1.
+ */
+CONNPOOL_API int pool_reset(pool_t *pool);
+
+/**
+ * Start the pool's background work now (it starts at the first checkout otherwise) and wait
+ * until min_idle connections are open and idle, at most timeout_ms (-1: pool_timeout).
+ * Returns POOL_OK (at once if min_idle is 0). Errors: POOL_ETIMEDOUT (the message carries the
+ * last connect error, if any), POOL_ECLOSED, POOL_EINVAL. Since 1.1.
+ */
+CONNPOOL_API int pool_wait_ready(pool_t *pool, int64_t timeout_ms);
+
+/* Log levels: a message is passed to the log hook if its level is <= log_level. */
+typedef enum pool_log_level {
+    POOL_LOG_OFF = 0,
+    POOL_LOG_ERROR = 1, /* the pool cannot serve: connects failing, fail-fast entered */
+    POOL_LOG_WARN = 2,  /* leaks, late checkins, dead connections, reset triggered */
+    POOL_LOG_INFO = 3,  /* recovery, connections recycled or closed idle */
+    POOL_LOG_DEBUG = 4  /* every connect and close */
+} pool_log_level;
+
+/*
+ * Hooks: every member may be NULL. `conn` is the native connection (as pool_lease_native()).
+ * They run with no pool lock held, on the thread that does the work: the checkout, checkin or
+ * dispose caller, or the maintenance thread for background connects and closes, and for leak
+ * reports. Their failures have these effects:
+ *   on_connect   after a connection opens, before anyone uses it (run SET statements here).
+ *                Nonzero: the connect failed (POOL_ECONNECT with the message written into
+ *                errbuf, at most errbuf_len bytes with the NUL); the connection is closed
+ *                without on_close.
+ *   on_checkout  before a checkout returns. Nonzero: the connection is closed and the
+ *                checkout tries another within its deadline (three at most).
+ *   on_checkin   at checkin, before reset_on_return. Nonzero: the connection is closed.
+ *   on_close     before a connection that passed on_connect is closed (not for connections
+ *                inherited across fork, which are dropped without a word).
+ *   log          a message (never a password) at `level`; see pool_log_level.
+ */
+typedef struct pool_hooks {
+    int64_t size; /* sizeof(pool_hooks_t): members are only ever appended */
+    int (*on_connect)(void *conn, char *errbuf, size_t errbuf_len, void *user_data);
+    int (*on_checkout)(void *conn, void *user_data);
+    int (*on_checkin)(void *conn, void *user_data);
+    void (*on_close)(void *conn, void *user_data);
+    void (*log)(int level, const char *message, void *user_data);
+    int log_level; /* a pool_log_level; POOL_LOG_OFF (silent) by default */
+    void *user_data;
+} pool_hooks_t;
+
+/**
+ * Install hooks (copied; NULL removes them). Only before the pool's first checkout or
+ * pool_wait_ready(), so every connection sees the same hooks.
+ * Returns POOL_OK. Errors: POOL_EINVAL (NULL pool, size not set), POOL_ESTATE (the pool is in
+ * use already). Since 1.1.
+ */
+CONNPOOL_API int pool_set_hooks(pool_t *pool, const pool_hooks_t *hooks);
+
 /* ---------------------------------------------------------------- introspection */
+
+/* The wait histogram's upper bounds, in microseconds (cumulative, like Prometheus buckets;
+ * waits_total is the +Inf bucket). */
+#define POOL_WAIT_BUCKETS 6
+#define POOL_WAIT_BUCKET_US {100, 1000, 10000, 100000, 1000000, 10000000}
 
 /* Counters and gauges of one pool, read in one consistent snapshot. Only int64_t fields, only
  * ever appended: set `size` to sizeof(pool_stats_t) before the call; the library fills
@@ -260,6 +413,21 @@ typedef struct pool_stats {
     int64_t wait_total_us;    /* time spent waiting in checkouts that had to wait */
     int64_t wait_max_us;
     int64_t inherited_total;  /* connections inherited across fork and dropped unused */
+    /* since 1.1 */
+    int64_t connect_time_total_us; /* time spent in successful connects (with on_connect) */
+    int64_t connect_time_max_us;
+    int64_t waits_total;      /* checkouts that had to wait (whatever the outcome) */
+    int64_t wait_le_us[POOL_WAIT_BUCKETS]; /* waits that took <= POOL_WAIT_BUCKET_US[i] */
+    int64_t pings_total;      /* round-trip pings made at checkout */
+    int64_t dead_total;       /* connections found dead: at checkout, by ping, at checkin */
+    int64_t recycled_total;   /* closed for being older than pool_recycle */
+    int64_t idle_closed_total; /* closed by idle_timeout */
+    int64_t invalidated_total; /* closed after pool_invalidate(), pool_report_error() or a hook */
+    int64_t reset_closed_total; /* closed because a reset retired them */
+    int64_t resets_total;     /* pool_reset() calls and automatic resets */
+    int64_t leaks_total;      /* leases reported as held longer than leak_threshold */
+    int64_t fast_fails_total; /* checkouts failed at once during a connect back-off */
+    int64_t rejected_total;   /* checkouts refused with POOL_ETOOMANYWAITERS */
 } pool_stats_t;
 
 /**
@@ -268,6 +436,19 @@ typedef struct pool_stats {
  * Thread-safety: any thread. Since 1.0.
  */
 CONNPOOL_API int pool_stats_get(pool_t *pool, pool_stats_t *stats);
+
+/**
+ * Render the pool's statistics in the Prometheus text exposition format (version 0.0.4):
+ * HELP and TYPE lines, metric names prefixed connpool_, counters ending in _total, times in
+ * seconds, the wait histogram as connpool_checkout_wait_seconds. `name`, if not NULL, becomes
+ * a pool="name" label on every sample (so several pools can share one scrape).
+ * Writes the text and its NUL into buf and stores its length (without the NUL) in *len.
+ * Errors: POOL_ERANGE when buf_len is too small (buf may be NULL with buf_len 0): nothing is
+ * written and *len is set to the length needed, without the NUL. POOL_EINVAL.
+ * Thread-safety: any thread; one consistent snapshot. Since 1.1.
+ */
+CONNPOOL_API int pool_stats_prometheus(char *buf, size_t buf_len, size_t *len, pool_t *pool,
+                                       const char *name);
 
 /** Run-time version: MAJOR*10000 + MINOR*100 + PATCH. Since 1.0. */
 CONNPOOL_API int pool_version(void);

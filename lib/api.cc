@@ -6,8 +6,10 @@
 
 #include "connector.hh"
 #include "error.hh"
+#include "metrics.hh"
 #include "options.hh"
 #include "pool.hh"
+#include "scope.hh"
 
 using connpool::guard;
 
@@ -94,11 +96,67 @@ int pool_dispose(pool_t *pool) {
 }
 
 int pool_checkout(pool_lease_t **out, pool_t *pool, int64_t timeout_ms) {
+  return pool_checkout_tagged(out, pool, timeout_ms, nullptr);
+}
+
+int pool_checkout_tagged(pool_lease_t **out, pool_t *pool, int64_t timeout_ms,
+                         const char *tag) {
   connpool::clear_error();
   if (!out) return connpool::set_error(POOL_EINVAL, "out is NULL");
   *out = nullptr;
   return guard([&] {
-    *out = live_pool(pool)->checkout(timeout_ms);
+    *out = live_pool(pool)->checkout(timeout_ms, tag);
+    return POOL_OK;
+  });
+}
+
+int pool_checkout_scoped(pool_lease_t **out, pool_t *pool, int64_t timeout_ms,
+                         const char *tag) {
+  connpool::clear_error();
+  if (!out) return connpool::set_error(POOL_EINVAL, "out is NULL");
+  *out = nullptr;
+  return guard([&] {
+    *out = connpool::scoped_checkout(live_pool(pool), timeout_ms, tag);
+    return POOL_OK;
+  });
+}
+
+int pool_scope_release(pool_t *pool) {
+  connpool::clear_error();
+  return guard([&] {
+    connpool::scope_release(live_pool(pool));
+    return POOL_OK;
+  });
+}
+
+int pool_report_error(pool_lease_t *lease, const char *sqlstate) {
+  connpool::clear_error();
+  return guard([&] {
+    connpool::pool::report_error(lease, sqlstate);
+    return POOL_OK;
+  });
+}
+
+int pool_reset(pool_t *pool) {
+  connpool::clear_error();
+  return guard([&] {
+    live_pool(pool)->reset();
+    return POOL_OK;
+  });
+}
+
+int pool_wait_ready(pool_t *pool, int64_t timeout_ms) {
+  connpool::clear_error();
+  return guard([&] {
+    live_pool(pool)->wait_ready(timeout_ms);
+    return POOL_OK;
+  });
+}
+
+int pool_set_hooks(pool_t *pool, const pool_hooks_t *hooks) {
+  connpool::clear_error();
+  return guard([&] {
+    live_pool(pool)->set_hooks(hooks);
     return POOL_OK;
   });
 }
@@ -131,6 +189,25 @@ int pool_stats_get(pool_t *pool, pool_stats_t *stats) {
       throw connpool::error(POOL_EINVAL, "stats->size is not set to sizeof(pool_stats_t)");
     live_pool(pool)->stats(stats);
     return POOL_OK;
+  });
+}
+
+int pool_stats_prometheus(char *buf, size_t buf_len, size_t *len, pool_t *pool,
+                          const char *name) {
+  connpool::clear_error();
+  return guard([&] {
+    if (!len) throw connpool::error(POOL_EINVAL, "len is NULL");
+    if (!buf && buf_len > 0) throw connpool::error(POOL_EINVAL, "buf is NULL but buf_len is not 0");
+    pool_stats_t stats;
+    stats.size = sizeof stats;
+    live_pool(pool)->stats(&stats);
+    std::string text = connpool::prometheus_text(stats, name);
+    *len = text.size();
+    if (buf_len <= text.size())
+      return connpool::set_errorf(POOL_ERANGE, "the metrics text needs %zu bytes and a NUL; "
+                                               "the buffer has %zu", text.size(), buf_len);
+    std::memcpy(buf, text.c_str(), text.size() + 1);
+    return int(POOL_OK);
   });
 }
 

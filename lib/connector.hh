@@ -25,8 +25,11 @@ class connector {
   virtual void close(void *handle) noexcept = 0;
   // Applies `mode` at checkin; false means the connection is broken and must be closed.
   virtual bool reset(void *handle, pool_reset_mode mode) noexcept = 0;
-  // True if the connection answered.
-  virtual bool ping(void *handle) noexcept = 0;
+  // False if the connection is known dead without a round trip: the server hung up, or sent
+  // something (a termination notice) to a connection nobody was using.
+  virtual bool looks_alive(void *handle) noexcept = 0;
+  // True if the connection answered a round trip before `deadline`.
+  virtual bool ping(void *handle, clock::time_point deadline) noexcept = 0;
   // The connection's socket, or -1 if the connector cannot tell: a forked child points it at
   // /dev/null so that nothing it does can reach the parent's session.
   virtual int socket(void *handle) noexcept = 0;

@@ -38,7 +38,10 @@ class custom_connector final : public connector {
   bool reset(void *handle, pool_reset_mode mode) noexcept override {
     return !reset_ || reset_(handle, mode, user_data_) == 0;
   }
-  bool ping(void *handle) noexcept override { return !ping_ || ping_(handle, user_data_) == 0; }
+  bool looks_alive(void *) noexcept override { return true; }  // only ping can tell
+  bool ping(void *handle, clock::time_point) noexcept override {
+    return !ping_ || ping_(handle, user_data_) == 0;
+  }
   int socket(void *) noexcept override { return -1; }
   // The callbacks make no promise about what close sends: an inherited connection is leaked.
   void discard_inherited(void *) noexcept override {}

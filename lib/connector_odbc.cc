@@ -151,9 +151,25 @@ class odbc_connector final : public connector {
                                            reinterpret_cast<SQLPOINTER>(SQL_AUTOCOMMIT_ON), 0));
   }
 
-  bool ping(void *handle) noexcept override {
+  bool looks_alive(void *handle) noexcept override {
     fork_guard::connect_gate gate;
     return !dead(handle);
+  }
+
+  // SELECT 1 (valid in PostgreSQL and SQLite) with a query timeout: ODBC has no portable
+  // empty statement, and psqlODBC learns of a dead server only by talking to it.
+  bool ping(void *handle, clock::time_point deadline) noexcept override {
+    fork_guard::connect_gate gate;
+    if (dead(handle)) return false;
+    SQLHSTMT stmt = SQL_NULL_HSTMT;
+    if (!SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_STMT, handle, &stmt))) return false;
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
+    SQLULEN seconds = SQLULEN(std::max<int64_t>(1, (left.count() + 999) / 1000));
+    SQLSetStmtAttr(stmt, SQL_ATTR_QUERY_TIMEOUT, reinterpret_cast<SQLPOINTER>(seconds), 0);
+    bool ok = SQL_SUCCEEDED(
+        SQLExecDirect(stmt, reinterpret_cast<SQLCHAR *>(const_cast<char *>("SELECT 1")), SQL_NTS));
+    SQLFreeHandle(SQL_HANDLE_STMT, stmt);
+    return ok && !dead(handle);
   }
 
   // ODBC exposes no socket: an inherited connection cannot be neutralised, only abandoned.

@@ -100,9 +100,32 @@ class pq_connector final : public connector {
     }
   }
 
-  bool ping(void *handle) noexcept override {
+  bool looks_alive(void *handle) noexcept override {
+    return alive(static_cast<PGconn *>(handle));
+  }
+
+  // An empty query, sent and awaited without blocking past the deadline: a black-holed
+  // server must not hold a checkout longer than it allows. A late answer finds the
+  // connection dead (the pool closes it).
+  bool ping(void *handle, clock::time_point deadline) noexcept override {
     auto *conn = static_cast<PGconn *>(handle);
-    return alive(conn) && run(conn, "", PGRES_EMPTY_QUERY);
+    if (!alive(conn) || PQtransactionStatus(conn) != PQTRANS_IDLE) return false;
+    if (!PQsendQuery(conn, "")) return false;
+    bool answered = false;
+    for (;;) {
+      if (!PQconsumeInput(conn)) return false;
+      if (!PQisBusy(conn)) break;
+      auto left = std::chrono::duration_cast<milliseconds>(deadline - clock::now()).count();
+      struct pollfd pfd = {PQsocket(conn), POLLIN, 0};
+      int ready = left > 0 ? poll(&pfd, 1, int(std::min<int64_t>(left, INT32_MAX))) : 0;
+      if (ready == 0) return false;
+      if (ready < 0 && errno != EINTR) return false;
+    }
+    while (PGresult *res = PQgetResult(conn)) {
+      answered = answered || PQresultStatus(res) == PGRES_EMPTY_QUERY;
+      PQclear(res);
+    }
+    return answered && PQstatus(conn) == CONNECTION_OK;
   }
 
   int socket(void *handle) noexcept override { return PQsocket(static_cast<PGconn *>(handle)); }

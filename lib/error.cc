@@ -41,7 +41,9 @@ const char *last_error() noexcept { return message_buf; }
   X(POOL_ECLOSED, "pool is closed")                                             \
   X(POOL_ESTATE, "lease is not checked out")                                    \
   X(POOL_ENOTSUP, "connector not supported")                                    \
-  X(POOL_EFORKED, "connection was inherited across fork")
+  X(POOL_EFORKED, "connection was inherited across fork")                       \
+  X(POOL_ETOOMANYWAITERS, "too many threads waiting for a connection")          \
+  X(POOL_ERANGE, "buffer too small")
 
 namespace connpool {
 

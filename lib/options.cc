@@ -4,6 +4,7 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <strings.h>
 
 #include "error.hh"
@@ -129,13 +130,48 @@ options parse_options(const key_values &pairs) {
       if (value == "refuse") o.odbc_allow_dm_pooling = false;
       else if (value == "allow") o.odbc_allow_dm_pooling = true;
       else bad_value(key, value, "is not one of refuse, allow");
+    } else if (key == "pool_pre_ping") {
+      o.pre_ping = parse_bool(key, value);
+    } else if (key == "pre_ping_interval") {
+      o.pre_ping_interval_s = parse_seconds(key, value);
+    } else if (key == "ping_timeout") {
+      o.ping_timeout_s = parse_seconds(key, value);
+      if (o.ping_timeout_s <= 0) bad_value(key, value, "must be more than 0 seconds");
+    } else if (key == "pool_recycle") {
+      o.recycle_s = value == "-1" ? 0 : parse_seconds(key, value);
+    } else if (key == "pool_recycle_jitter") {
+      o.recycle_jitter_s = parse_seconds(key, value);
+    } else if (key == "idle_timeout") {
+      o.idle_timeout_s = parse_seconds(key, value);
+    } else if (key == "min_idle") {
+      o.min_idle = int(parse_integer(key, value, 0, INT_MAX, "is not an integer of at least 0"));
+    } else if (key == "max_waiting") {
+      o.max_waiting = int(parse_integer(key, value, -1, INT_MAX,
+                                        "is not an integer of at least -1 (-1: no limit)"));
+    } else if (key == "leak_threshold") {
+      o.leak_threshold_s = parse_seconds(key, value);
+    } else if (key == "fail_fast_after") {
+      o.fail_fast_after = int(parse_integer(key, value, 0, INT_MAX,
+                                            "is not an integer of at least 0 (0: never)"));
+    } else if (key == "fail_fast_backoff_max") {
+      o.fail_fast_backoff_max_s = parse_seconds(key, value);
     } else {
       throw error(POOL_EINVAL, "unknown option \"" + key +
                                    "\" (known: pool_size, max_overflow, pool_timeout, "
                                    "pool_use_lifo, reset_on_return, poolclass, "
-                                   "odbc_dm_pooling)");
+                                   "odbc_dm_pooling, pool_pre_ping, pre_ping_interval, "
+                                   "ping_timeout, pool_recycle, pool_recycle_jitter, "
+                                   "idle_timeout, min_idle, max_waiting, leak_threshold, "
+                                   "fail_fast_after, fail_fast_backoff_max)");
     }
   }
+  // Checks across options, once all are known (their order in the string does not matter).
+  if (o.min_idle > o.pool_size)
+    throw error(POOL_EINVAL, "min_idle: " + std::to_string(o.min_idle) +
+                                 " is more than pool_size " + std::to_string(o.pool_size));
+  if (o.recycle_jitter_s < 0) o.recycle_jitter_s = o.recycle_s / 10;
+  if (o.recycle_s > 0 && o.recycle_jitter_s >= o.recycle_s)
+    throw error(POOL_EINVAL, "pool_recycle_jitter must be less than pool_recycle");
   return o;
 }
 

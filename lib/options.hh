@@ -18,6 +18,23 @@ struct options {
   pool_reset_mode reset = POOL_RESET_ROLLBACK;
   bool null_pool = false;  // poolclass=null: no reuse, no limit
   bool odbc_allow_dm_pooling = false;  // odbc_dm_pooling=allow
+  // Health and lifecycle; seconds, 0 = off.
+  bool pre_ping = false;
+  double pre_ping_interval_s = 0.5;
+  double ping_timeout_s = 5.0;
+  double recycle_s = 0;
+  double recycle_jitter_s = -1;  // -1: a tenth of recycle_s
+  double idle_timeout_s = 0;
+  int min_idle = 0;
+  int max_waiting = -1;  // -1: no limit
+  double leak_threshold_s = 0;
+  int fail_fast_after = 3;  // 0: never
+  double fail_fast_backoff_max_s = 5.0;
+
+  // Whether the pool needs its maintenance thread.
+  bool needs_maintenance() const {
+    return !null_pool && (min_idle > 0 || idle_timeout_s > 0 || leak_threshold_s > 0);
+  }
 };
 
 using key_values = std::vector<std::pair<std::string, std::string>>;

@@ -1,29 +1,22 @@
+// The pool core: records, checkin, retiring and closing connections, dispose, reset, stats,
+// and the child's side of fork. Checkout is in checkout.cc, background work in
+// maintenance.cc.
 #include "pool.hh"
 
 #include <algorithm>
+#include <cstdarg>
 #include <cstdio>
 #include <cstring>
+#include <new>
 
 #include <fcntl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "error.hh"
 #include "fork.hh"
 
 namespace connpool {
-
-// A thread blocked in checkout. Lives on that thread's stack; linked under mu_. Whoever ends
-// the wait (checkin, a freed slot, dispose) sets the outcome and unlinks it under mu_, so the
-// waiter never needs to search for itself.
-struct pool::waiter {
-  waiter *prev = nullptr, *next = nullptr;
-  std::condition_variable cv;
-  lease *handed = nullptr;  // a connection passed straight from a checkin
-  bool may_open = false;    // a slot reserved for this waiter (opening_ counts it)
-  bool closed = false;      // the pool was disposed
-  bool linked = false;
-  bool done() const { return handed || may_open || closed; }
-};
 
 namespace {
 
@@ -33,14 +26,40 @@ constexpr uint64_t address_mask = (uint64_t(1) << tag_shift) - 1;
 
 uint64_t serial_tag(uint64_t state) { return ((state >> 1) % 0xFFFF) + 1; }
 
-int64_t micros_between(clock::time_point from, clock::time_point to) {
-  return std::chrono::duration_cast<std::chrono::microseconds>(to - from).count();
+// The tag, cut at a UTF-8 character boundary if it is too long.
+void copy_tag(char (&dst)[lease::tag_size], const char *tag) {
+  size_t n = tag ? strnlen(tag, sizeof dst) : 0;
+  if (n == sizeof dst) {
+    n = sizeof dst - 1;
+    while (n > 0 && (static_cast<unsigned char>(tag[n]) & 0xC0) == 0x80) n--;
+  }
+  std::memcpy(dst, tag ? tag : "", n);
+  dst[n] = '\0';
+}
+
+// SQLSTATEs that mean the server went away or changed role: every older connection is
+// suspect.
+bool means_server_gone(const char *sqlstate) {
+  return std::strncmp(sqlstate, "08", 2) == 0 || std::strcmp(sqlstate, "57P01") == 0 ||
+         std::strcmp(sqlstate, "57P02") == 0 || std::strcmp(sqlstate, "57P03") == 0 ||
+         std::strcmp(sqlstate, "25006") == 0;
 }
 
 }  // namespace
 
+clock::time_point coarse_now() noexcept {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return clock::time_point(std::chrono::duration_cast<clock::duration>(
+      std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec)));
+}
+
 pool::pool(std::unique_ptr<connector> conn, const options &opts)
-    : opts_(opts), connector_(std::move(conn)) {
+    : opts_(opts),
+      connector_(std::move(conn)),
+      jitter_rng_(uint32_t(reinterpret_cast<uintptr_t>(this) ^
+                           uint64_t(clock::now().time_since_epoch().count()))) {
+  hooks_.size = sizeof hooks_;
   fork_guard::register_pool(this);  // first: it installs the fork tracking generation() reads
   generation_ = fork_guard::generation();
 }
@@ -73,8 +92,8 @@ void pool::sync_with_process() {
 // /dev/null). Leases lent before the fork are counted and discarded at their checkin.
 void pool::adopt_child() {
   neutralise_sockets();  // a fork that ran no handler has not done it yet
-  // Every record with a connection: idle, lent, or between a parent thread's checkin and
-  // its return to the pool (that thread does not exist here).
+  // Every record with a connection: idle, lent, being opened or closed by a parent's thread
+  // (that thread does not exist here).
   int64_t inherited = 0;
   idle_.clear();
   inherited_out_ = 0;
@@ -89,11 +108,22 @@ void pool::adopt_child() {
       free_records_.push_back(l.get());
     }
   }
-  // Waiters, connects and counts were the parent's threads' and the parent's history.
+  // Waiters, connects, the maintenance thread and the counts were the parent's threads' and
+  // the parent's history. Condition variables a parent's thread waited on are made anew.
   waiters_head_ = waiters_tail_ = nullptr;
   open_ = opening_ = checked_out_ = waiting_ = inside_ = 0;
+  maint_running_ = maint_stop_ = maint_kicked_ = false;
+  new (&maint_cv_) std::condition_variable();
+  new (&ready_cv_) std::condition_variable();
+  failures_in_row_ = 0;
+  probe_in_flight_ = false;
   opened_total_ = closed_total_ = connect_failures_total_ = 0;
   checkouts_total_ = timeouts_total_ = wait_total_us_ = wait_max_us_ = 0;
+  connect_time_total_us_ = connect_time_max_us_ = waits_total_ = 0;
+  std::fill(std::begin(wait_le_us_), std::end(wait_le_us_), 0);
+  pings_total_ = 0;
+  dead_total_ = recycled_total_ = idle_closed_total_ = invalidated_total_ = 0;
+  reset_closed_total_ = resets_total_ = leaks_total_ = fast_fails_total_ = rejected_total_ = 0;
   inherited_total_ = inherited;
   generation_ = fork_guard::generation();
 }
@@ -115,31 +145,46 @@ lease *pool::checked_out_lease(const pool_lease_t *handle) noexcept {
   return l;
 }
 
+lease *pool::lease_of(const pool_lease_t *handle) {
+  if (!handle) throw error(POOL_EINVAL, "lease is NULL");
+  lease *l = checked_out_lease(handle);
+  if (!l) throw error(POOL_ESTATE, "lease is not checked out (checked in twice, or not a lease)");
+  return l;
+}
+
+bool pool::checked_out(const pool_lease_t *handle) noexcept {
+  return checked_out_lease(handle) != nullptr;
+}
+
 bool pool::has_capacity() const {
   if (opts_.null_pool || opts_.max_overflow < 0) return true;
   return open_ + opening_ < int64_t(opts_.pool_size) + opts_.max_overflow;
 }
 
-lease *pool::take_idle() {
-  lease *l;
-  if (opts_.use_lifo) {
-    l = idle_.back();
-    idle_.pop_back();
-  } else {
-    l = idle_.front();
-    idle_.pop_front();
-  }
-  return l;
-}
-
-pool_lease_t *pool::lend(lease *l) {
+void pool::lend(lease *l, const char *tag, pid_t thread, clock::time_point now) {
   uint64_t serial = (l->state.load(std::memory_order_relaxed) >> 1) + 1;
   l->invalidated = false;
+  l->scoped = false;
+  l->leak_reported = false;
   l->generation = generation_;
+  l->lent_at = now;
+  l->thread = thread;
+  copy_tag(l->tag, tag);
   l->state.store(serial << 1 | 1, std::memory_order_release);
   checked_out_++;
   checkouts_total_++;
-  return encode(l);
+}
+
+// The kernel's id of the calling thread (what ps, top and gdb show), cached per thread and
+// per process generation: a forked child's thread has a new one.
+pid_t pool::current_thread() const noexcept {
+  thread_local pid_t tid = 0;
+  thread_local uint64_t tid_generation = 0;
+  if (tid_generation != generation_) {
+    tid = gettid();
+    tid_generation = generation_;
+  }
+  return tid;
 }
 
 void pool::unlink(waiter *w) {
@@ -168,147 +213,146 @@ bool pool::leave_and_check_release() {
   return releasable();
 }
 
-void pool::throw_timeout(double timeout_s) {
-  timeouts_total_++;
-  char msg[256];
-  std::snprintf(msg, sizeof msg,
-                "QueuePool limit of size %d overflow %d reached, connection timed out, "
-                "timeout %.2f (checked out %lld, idle %lld, waiting %lld)",
-                opts_.pool_size, opts_.max_overflow, timeout_s, (long long)checked_out_,
-                (long long)idle_.size(), (long long)waiting_);
-  throw error(POOL_ETIMEDOUT, msg);
+void pool::release_if(lock_t &lock, bool release) {
+  lock.unlock();
+  if (release) delete this;
 }
 
-pool_lease_t *pool::checkout(int64_t timeout_ms) {
-  // Capped at about three years, far inside the clock's range.
-  double timeout_s = timeout_ms < 0 ? opts_.pool_timeout_s : double(timeout_ms) / 1000.0;
-  timeout_s = std::min(timeout_s, 1e8);
-  // The clock is read only off the fast path: an idle connection needs no deadline.
-  auto deadline_from = [timeout_s](clock::time_point start) {
-    return start + std::chrono::duration_cast<clock::duration>(
-                       std::chrono::duration<double>(timeout_s));
-  };
+// ---------------------------------------------------------------- connections leaving
 
-  std::unique_lock<std::mutex> lock(mu_);
-  if (closed_) throw error(POOL_ECLOSED, "pool is disposed");
-  sync_with_process();
-  // No barging: while anyone waits, newcomers queue behind them.
-  if (!waiters_head_) {
-    if (!idle_.empty()) return lend(take_idle());
-    if (has_capacity()) {
-      opening_++;
-      inside_++;
-      lock.unlock();
-      return open_new(deadline_from(clock::now()));
+void pool::retire_record(lease *l, close_reason why, handles &to_close) {
+  to_close.push_back(l->handle);
+  l->handle = nullptr;
+  free_records_.push_back(l);
+  open_--;
+  closed_total_++;
+  switch (why) {
+    case close_reason::dead: dead_total_++; break;
+    case close_reason::invalidated: invalidated_total_++; break;
+    case close_reason::recycled: recycled_total_++; break;
+    case close_reason::retired: reset_closed_total_++; break;
+    case close_reason::idle_timeout: idle_closed_total_++; break;
+    case close_reason::none:
+    case close_reason::other: break;
+  }
+  grant_slot_to_next_waiter();
+  if (int64_t(idle_.size()) < opts_.min_idle) wake_maintenance();
+}
+
+void pool::retire_below(uint64_t seq, handles &to_close) {
+  if (seq <= retired_below_) return;
+  retired_below_ = seq;
+  std::deque<lease *> keep;
+  for (lease *l : idle_) {
+    if (l->seq < seq) retire_record(l, close_reason::retired, to_close);
+    else keep.push_back(l);
+  }
+  idle_.swap(keep);
+}
+
+void pool::close_now(void *handle) noexcept {
+  if (hooks_.on_close) hooks_.on_close(handle, hooks_.user_data);
+  connector_->close(handle);
+}
+
+void pool::close_unlocked(lock_t &lock, handles &to_close) {
+  if (to_close.empty()) return;
+  handles closing;
+  closing.swap(to_close);
+  inside_++;
+  lock.unlock();
+  for (void *handle : closing) close_now(handle);
+  if (logs(POOL_LOG_DEBUG)) log(POOL_LOG_DEBUG, "closed %zu connection(s)", closing.size());
+  lock.lock();
+  inside_--;
+}
+
+void pool::give_back(lease *l, close_reason why, bool was_out, bool caller_stays) {
+  handles to_close;
+  lock_t lock(mu_);
+  if (was_out) checked_out_--;
+  if (caller_stays) inside_++;
+  clock::time_point now = coarse_now();
+  bool late = was_out && l->leak_reported;
+  double held_s = std::chrono::duration<double>(now - l->lent_at).count();
+  char tag[lease::tag_size];
+  std::memcpy(tag, l->tag, sizeof tag);
+
+  if (why == close_reason::none) {
+    if (closed_) why = close_reason::other;
+    else if (l->seq < retired_below_) why = close_reason::retired;
+    else if (now >= l->expires) why = close_reason::recycled;
+  }
+  uint64_t retired_before = retired_below_;
+  size_t retired = 0;
+  if (why == close_reason::dead) {
+    // A server that dropped this connection has usually dropped every older one too.
+    retire_below(l->seq + 1, to_close);
+    if (retired_below_ != retired_before) resets_total_++;
+    retired = to_close.size();
+  }
+  if (why == close_reason::none) {
+    l->idle_since = now;
+    if (waiters_head_) {  // direct hand-off to the longest waiter
+      waiter *w = waiters_head_;
+      unlink(w);
+      lend(l, w->tag, w->thread, now);
+      w->handed = l;
+      w->cv.notify_one();
+    } else if (int64_t(idle_.size()) < opts_.pool_size) {
+      // SQLAlchemy's rule: keep it while fewer than pool_size wait idle. Overflow
+      // connections survive a burst (no close-and-reopen churn while demand lasts), and the
+      // pool shrinks back to pool_size as the burst's connections come home.
+      idle_.push_back(l);
+      ready_cv_.notify_all();
+    } else {
+      why = close_reason::other;
     }
   }
-  if (timeout_s <= 0) throw_timeout(timeout_s);
-  clock::time_point start = clock::now();
-  clock::time_point deadline = deadline_from(start);
+  if (why != close_reason::none) retire_record(l, why, to_close);
+  close_unlocked(lock, to_close);
+  bool release = !caller_stays && releasable();
+  lock.unlock();
 
-  waiter w;
-  w.prev = waiters_tail_;
-  (waiters_tail_ ? waiters_tail_->next : waiters_head_) = &w;
-  waiters_tail_ = &w;
-  w.linked = true;
-  waiting_++;
-  inside_++;
-  while (!w.done() && w.cv.wait_until(lock, deadline) != std::cv_status::timeout) {
-  }
-  if (w.linked) unlink(&w);
-  int64_t waited = micros_between(start, clock::now());
-  wait_total_us_ += waited;
-  if (waited > wait_max_us_) wait_max_us_ = waited;
-
-  if (w.handed) {  // lend() already ran in the checkin that handed it over
-    inside_--;
-    return encode(w.handed);
-  }
-  if (w.may_open && clock::now() < deadline) {
-    lock.unlock();
-    return open_new(deadline);
-  }
-  if (w.may_open) {  // granted just as the deadline passed: pass the slot on
-    opening_--;
-    grant_slot_to_next_waiter();
-  }
-  bool release = leave_and_check_release();
-  if (w.closed || closed_) {
-    lock.unlock();
-    if (release) delete this;
-    throw error(POOL_ECLOSED, "pool was disposed while waiting for a connection");
-  }
-  throw_timeout(timeout_s);
+  if (late)
+    log(POOL_LOG_WARN, "lease '%s' checked in after %.2f s (it was reported as a leak)",
+        tag[0] ? tag : "(untagged)", held_s);
+  if (why == close_reason::dead)
+    log(POOL_LOG_WARN,
+        "a connection was found dead; %zu idle connection(s) opened before it closed too, "
+        "and the checked-out ones will be at checkin",
+        retired);
+  if (release) delete this;
 }
 
-// Runs with opening_ and inside_ already counted for this thread. The connect gate is held
-// until the connection is published in records_, so no fork happens between the connect and
-// the moment the pool can neutralise the connection in a child.
-pool_lease_t *pool::open_new(clock::time_point deadline) {
-  fork_guard::connect_gate gate;
-  void *handle = nullptr;
-  try {
-    handle = connector_->open(deadline);
-  } catch (...) {
-    std::unique_lock<std::mutex> lock(mu_);
-    opening_--;
-    connect_failures_total_++;
-    grant_slot_to_next_waiter();
-    bool release = leave_and_check_release();
-    lock.unlock();
-    if (release) delete this;
-    throw;
-  }
+// ---------------------------------------------------------------- checkin and friends
 
-  std::unique_lock<std::mutex> lock(mu_);
-  opening_--;
-  if (closed_) {
-    closed_total_++;
-    opened_total_++;
-    lock.unlock();
-    connector_->close(handle);
-    lock.lock();
-    bool release = leave_and_check_release();
-    lock.unlock();
-    if (release) delete this;
-    throw error(POOL_ECLOSED, "pool was disposed while a connection was being opened");
-  }
-  lease *l;
-  if (free_records_.empty()) {
-    records_.push_back(std::make_unique<lease>());
-    l = records_.back().get();
-    l->owner = this;
-  } else {
-    l = free_records_.back();
-    free_records_.pop_back();
-  }
-  l->handle = handle;
-  l->socket = connector_->socket(handle);
-  open_++;
-  opened_total_++;
-  inside_--;
-  return lend(l);
-}
-
-void pool::checkin(pool_lease_t *handle) {
-  if (!handle) throw error(POOL_EINVAL, "lease is NULL");
-  lease *l = checked_out_lease(handle);
-  if (!l) throw error(POOL_ESTATE, "lease is not checked out (checked in twice, or not a lease)");
+void pool::checkin(pool_lease_t *handle, bool allow_scoped) {
+  lease *l = lease_of(handle);
   if (l->generation != fork_guard::generation()) return drop_inherited(l);
+  if (l->scoped && !allow_scoped)
+    throw error(POOL_ESTATE,
+                "lease is scoped to its thread: give it back with pool_scope_release()");
   uint64_t state = l->state.load(std::memory_order_acquire);
   // Two racing checkins of one lease: only one clears the out bit.
   if (!l->state.compare_exchange_strong(state, state & ~uint64_t(1), std::memory_order_acq_rel))
     throw error(POOL_ESTATE, "lease is not checked out (checked in twice, or not a lease)");
   pool *p = l->owner;
-  bool reusable = !l->invalidated && !p->opts_.null_pool &&
-                  p->connector_->reset(l->handle, p->opts_.reset);
-  p->give_back(l, reusable);
+  close_reason why = close_reason::none;
+  const pool_hooks_t &hooks = p->hooks_;
+  if (hooks.on_checkin && hooks.on_checkin(l->handle, hooks.user_data) != 0)
+    why = close_reason::invalidated;
+  if (l->invalidated) why = close_reason::invalidated;
+  else if (p->opts_.null_pool) why = close_reason::other;
+  else if (why == close_reason::none && !p->connector_->reset(l->handle, p->opts_.reset))
+    why = close_reason::dead;
+  p->give_back(l, why, true);
 }
 
 // A lease lent before a fork, checked in by the child: it never reaches the pool again.
 void pool::drop_inherited(lease *l) {
   pool *p = l->owner;
-  std::unique_lock<std::mutex> lock(p->mu_);
+  lock_t lock(p->mu_);
   p->sync_with_process();  // counts this lease among the inherited ones if not done yet
   uint64_t state = l->state.load(std::memory_order_acquire);
   if (!(state & 1) ||
@@ -318,55 +362,40 @@ void pool::drop_inherited(lease *l) {
   l->handle = nullptr;
   p->free_records_.push_back(l);
   p->inherited_out_--;
-  bool release = p->releasable();
-  lock.unlock();
-  if (release) delete p;
-}
-
-void pool::give_back(lease *l, bool reusable) {
-  std::unique_lock<std::mutex> lock(mu_);
-  checked_out_--;
-  if (reusable && !closed_) {
-    if (waiters_head_) {  // direct hand-off to the longest waiter
-      waiter *w = waiters_head_;
-      unlink(w);
-      lend(l);
-      w->handed = l;
-      w->cv.notify_one();
-      return;
-    }
-    // SQLAlchemy's rule: keep it while fewer than pool_size wait idle. Overflow connections
-    // survive a burst (no close-and-reopen churn while demand lasts), and the pool shrinks
-    // back to pool_size as the burst's connections come home.
-    if (int64_t(idle_.size()) < opts_.pool_size) {
-      idle_.push_back(l);
-      return;
-    }
-  }
-  // Broken, invalidated, beyond pool_size idle, or the pool is closing: close it.
-  void *handle = l->handle;
-  l->handle = nullptr;
-  free_records_.push_back(l);
-  open_--;
-  closed_total_++;
-  grant_slot_to_next_waiter();
-  inside_++;
-  lock.unlock();
-  connector_->close(handle);
-  lock.lock();
-  bool release = leave_and_check_release();
-  lock.unlock();
-  if (release) delete this;
+  p->release_if(lock, p->releasable());
 }
 
 void pool::invalidate(pool_lease_t *handle) {
-  if (!handle) throw error(POOL_EINVAL, "lease is NULL");
-  lease *l = checked_out_lease(handle);
-  if (!l) throw error(POOL_ESTATE, "lease is not checked out");
+  lease *l = lease_of(handle);
   if (l->generation != fork_guard::generation())
     throw error(POOL_EFORKED, "the lease was checked out before fork: its connection belongs to "
                               "the parent process; check it in to drop it");
   l->invalidated = true;
+}
+
+void pool::mark_scoped(pool_lease_t *handle) { lease_of(handle)->scoped = true; }
+
+void pool::report_error(pool_lease_t *handle, const char *sqlstate) {
+  if (!sqlstate || std::strlen(sqlstate) != 5)
+    throw error(POOL_EINVAL, "sqlstate must be a five-character SQLSTATE code");
+  lease *l = lease_of(handle);
+  if (l->generation != fork_guard::generation())
+    throw error(POOL_EFORKED, "the lease was checked out before fork");
+  if (!means_server_gone(sqlstate)) return;
+  l->invalidated = true;
+  pool *p = l->owner;
+  handles to_close;
+  lock_t lock(p->mu_);
+  uint64_t before = p->retired_below_;
+  p->retire_below(p->next_seq_, to_close);
+  if (p->retired_below_ != before) p->resets_total_++;
+  size_t closed = to_close.size();
+  p->close_unlocked(lock, to_close);  // the caller's lease keeps the pool alive
+  lock.unlock();
+  p->log(POOL_LOG_WARN,
+         "SQLSTATE %s: the server went away or changed role; retiring every connection "
+         "opened before now (%zu idle closed)",
+         sqlstate, closed);
 }
 
 void *pool::native(const pool_lease_t *handle) noexcept {
@@ -374,8 +403,49 @@ void *pool::native(const pool_lease_t *handle) noexcept {
   return l && l->generation == fork_guard::generation() ? l->handle : nullptr;
 }
 
+// ---------------------------------------------------------------- pool-wide operations
+
+void pool::reset() {
+  handles to_close;
+  lock_t lock(mu_);
+  if (closed_) throw error(POOL_ECLOSED, "pool is disposed");
+  sync_with_process();
+  retire_below(next_seq_, to_close);
+  resets_total_++;
+  size_t closed = to_close.size();
+  close_unlocked(lock, to_close);
+  release_if(lock, releasable());  // disposed while the closes ran
+  log(POOL_LOG_INFO, "pool_reset: %zu idle connection(s) closed; checked-out ones close at "
+                     "checkin", closed);
+}
+
+void pool::set_hooks(const pool_hooks_t *hooks) {
+  lock_t lock(mu_);
+  if (started_)
+    throw error(POOL_ESTATE, "hooks can only be set before the pool's first checkout");
+  pool_hooks_t h{};
+  if (hooks) {
+    if (hooks->size < int64_t(sizeof hooks->size) + int64_t(sizeof(void *)))
+      throw error(POOL_EINVAL, "hooks->size is not set to sizeof(pool_hooks_t)");
+    std::memcpy(&h, hooks, std::min(size_t(hooks->size), sizeof h));
+  }
+  h.size = sizeof h;
+  hooks_ = h;
+}
+
+void pool::log(int level, const char *format, ...) const noexcept {
+  if (!logs(level)) return;
+  char message[512];
+  va_list ap;
+  va_start(ap, format);
+  std::vsnprintf(message, sizeof message, format, ap);
+  va_end(ap);
+  hooks_.log(level, message, hooks_.user_data);
+}
+
 int pool::dispose() {
-  std::unique_lock<std::mutex> lock(mu_);
+  handles to_close;
+  lock_t lock(mu_);
   if (closed_) throw error(POOL_ECLOSED, "pool is already disposed");
   sync_with_process();
   closed_ = true;
@@ -385,24 +455,20 @@ int pool::dispose() {
     w->closed = true;
     w->cv.notify_one();
   }
-  std::deque<lease *> to_close;
-  to_close.swap(idle_);
-  for (lease *l : to_close) free_records_.push_back(l);
-  open_ -= int64_t(to_close.size());
-  closed_total_ += int64_t(to_close.size());
+  ready_cv_.notify_all();
+  while (!idle_.empty()) {
+    lease *l = idle_.front();
+    idle_.pop_front();
+    retire_record(l, close_reason::other, to_close);
+  }
+  inside_++;  // this call, until it has closed everything
+  stop_maintenance(lock);
   int64_t leases_out = checked_out_ + inherited_out_;
   int64_t inherited_out = inherited_out_;
-  inside_++;
-  lock.unlock();
-  for (lease *l : to_close) connector_->close(l->handle);
-  lock.lock();
+  close_unlocked(lock, to_close);
   bool release = leave_and_check_release();
-  lock.unlock();
-  if (release) {
-    delete this;
-    return POOL_OK;
-  }
-  if (leases_out == 0) return POOL_OK;  // a waking waiter releases it
+  release_if(lock, release);
+  if (release || leases_out == 0) return POOL_OK;  // else a leaving thread releases it
   return set_errorf(POOL_EBUSY,
                     "pool disposed with %lld lease(s) still out (%lld of them inherited across "
                     "fork); it is released when the last one is checked in",
@@ -430,6 +496,20 @@ void pool::stats(pool_stats_t *out) {
     s.wait_total_us = wait_total_us_;
     s.wait_max_us = wait_max_us_;
     s.inherited_total = inherited_total_;
+    s.connect_time_total_us = connect_time_total_us_;
+    s.connect_time_max_us = connect_time_max_us_;
+    s.waits_total = waits_total_;
+    std::copy(std::begin(wait_le_us_), std::end(wait_le_us_), s.wait_le_us);
+    s.pings_total = pings_total_.load(std::memory_order_relaxed);
+    s.dead_total = dead_total_;
+    s.recycled_total = recycled_total_;
+    s.idle_closed_total = idle_closed_total_;
+    s.invalidated_total = invalidated_total_;
+    s.reset_closed_total = reset_closed_total_;
+    s.resets_total = resets_total_;
+    s.leaks_total = leaks_total_;
+    s.fast_fails_total = fast_fails_total_;
+    s.rejected_total = rejected_total_;
   }
   size_t n = size_t(out->size) < sizeof s ? size_t(out->size) : sizeof s;
   s.size = int64_t(n);

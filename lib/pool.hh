@@ -1,8 +1,12 @@
 // The pool core: one implementation serves every connector.
 //
 // Locking: one mutex per pool guards everything below marked "mu_". It is never held across a
-// connector call (connect, reset, close) or a user callback: a slot is reserved under the
-// lock, the I/O runs outside it, and the result is published under it again.
+// connector call (connect, reset, ping, close) or a user callback: a slot is reserved under
+// the lock, the I/O runs outside it, and the result is published under it again.
+//
+// Health: every connection has a sequence number in opening order. Retiring "every
+// connection opened before X" (pool_reset, a dead connection, a reported disconnect) only
+// raises retired_below_; idle ones are closed at once, lent ones when they come back.
 //
 // Lifetime: the pool is released by whichever thread sees it closed with no lease out and no
 // thread inside (inside_ counts threads that use the pool outside the lock: waiting, opening,
@@ -18,6 +22,9 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <pthread.h>
+#include <random>
+#include <string>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -25,17 +32,26 @@
 #include <vector>
 
 #include "connector.hh"
+#include "error.hh"
 #include "options.hh"
 
 namespace connpool {
 
 class pool;
 
+// A coarse monotonic clock (a few milliseconds of resolution, a fraction of the cost of
+// clock::now()): stamps on the checkout and checkin paths. Same epoch as clock.
+clock::time_point coarse_now() noexcept;
+
+// Why a connection leaves the pool; each reason has its counter in pool_stats_t.
+enum class close_reason { none, other, dead, invalidated, recycled, retired, idle_timeout };
+
 // One connection's record, and the lease handed out for it. Records are owned by their pool
 // and reused after their connection closes, never freed before the pool, so a stale lease
 // handle (a second checkin) always points at live memory.
 struct lease {
   static constexpr uint32_t live_magic = 0x4c454153;  // "LEAS"
+  static constexpr size_t tag_size = 64;
   uint32_t magic = live_magic;
   pool *owner = nullptr;
   void *handle = nullptr;  // the connector's connection
@@ -43,8 +59,17 @@ struct lease {
   // carries its low bits, so a handle from an earlier checkout of this record is refused.
   std::atomic<uint64_t> state{0};
   bool invalidated = false;  // touched only by the lease's holder
+  bool scoped = false;       // touched only by the holder: lent by pool_checkout_scoped
+  bool fresh = false;        // just opened: no need to ping it
+  bool leak_reported = false;  // mu_
   uint64_t generation = 0;   // the process generation it was lent in (fork.hh)
   int socket = -1;           // the connection's socket, for neutralising it in a child
+  uint64_t seq = 0;          // opening order (pool::retired_below_)
+  clock::time_point expires;   // pool_recycle with this connection's jitter; max() if none
+  clock::time_point lent_at;   // mu_ (coarse)
+  clock::time_point idle_since;  // mu_ (coarse)
+  pid_t thread = 0;            // mu_: the holder's thread id
+  char tag[tag_size] = "";     // mu_
 };
 
 class pool {
@@ -58,12 +83,19 @@ class pool {
 
   bool valid() const noexcept { return magic_ == live_magic; }
 
-  pool_lease_t *checkout(int64_t timeout_ms);
-  static void checkin(pool_lease_t *handle);
+  pool_lease_t *checkout(int64_t timeout_ms, const char *tag);
+  // allow_scoped: only the scope code may check in a scoped lease.
+  static void checkin(pool_lease_t *handle, bool allow_scoped = false);
   static void invalidate(pool_lease_t *handle);
+  static void report_error(pool_lease_t *handle, const char *sqlstate);
+  static void mark_scoped(pool_lease_t *handle);
   static void *native(const pool_lease_t *handle) noexcept;
+  static bool checked_out(const pool_lease_t *handle) noexcept;
   // POOL_OK if released now, POOL_EBUSY (message set) if leases are still out.
   int dispose();
+  void reset();
+  void wait_ready(int64_t timeout_ms);
+  void set_hooks(const pool_hooks_t *hooks);
   void stats(pool_stats_t *out);
 
   // For the atfork handlers only (fork.cc): prepare, parent, child.
@@ -73,33 +105,90 @@ class pool {
   pool *registry_next = nullptr, *registry_prev = nullptr;  // fork.cc's registry lock
 
  private:
-  struct waiter;
+  // A thread blocked in checkout. Lives on that thread's stack; linked under mu_. Whoever
+  // ends the wait (checkin, a freed slot, dispose) sets the outcome and unlinks it under mu_,
+  // so the waiter never needs to search for itself.
+  struct waiter {
+    waiter *prev = nullptr, *next = nullptr;
+    std::condition_variable cv;
+    const char *tag = nullptr;  // for lend() at a hand-off: the waiting checkout's tag
+    pid_t thread = 0;
+    lease *handed = nullptr;  // a connection passed straight from a checkin
+    bool may_open = false;    // a slot reserved for this waiter (opening_ counts it)
+    bool closed = false;      // the pool was disposed
+    bool linked = false;
+    bool done() const { return handed || may_open || closed; }
+  };
+  using lock_t = std::unique_lock<std::mutex>;
+  using handles = std::vector<void *>;  // connections to close once the lock is released
 
   // Resolves a handle to its record if it is checked out now, else nullptr.
   static lease *checked_out_lease(const pool_lease_t *handle) noexcept;
+  static lease *lease_of(const pool_lease_t *handle);  // throws unless checked out
   static pool_lease_t *encode(lease *l) noexcept;
+
+  // Checkout, in steps (checkout.cc).
+  lease *acquire(lock_t &lock, double timeout_s, clock::time_point &deadline, const char *tag,
+                 handles &to_close);
+  bool passes_checks(lease *l, clock::time_point deadline, int &rejections);
+  lease *take_usable_idle(clock::time_point now, handles &to_close);  // mu_
+  lease *open_for_checkout(clock::time_point deadline, const char *tag);  // inside_ counted
+  [[noreturn]] void throw_timeout(double timeout_s);                  // mu_
+  std::string longest_holders(clock::time_point now) const;          // mu_
+  void check_fail_fast();                                             // mu_
+  pid_t current_thread() const noexcept;
 
   bool has_capacity() const;          // mu_
   lease *take_idle();                 // mu_
-  pool_lease_t *lend(lease *l);       // mu_
+  void lend(lease *l, const char *tag, pid_t thread, clock::time_point now);  // mu_
   void grant_slot_to_next_waiter();   // mu_
   void unlink(waiter *w);             // mu_
   bool releasable() const;            // mu_
   bool leave_and_check_release();     // mu_
+  void release_if(lock_t &lock, bool release);  // unlocks; deletes the pool if asked
   void sync_with_process();           // mu_: adopts the child's reality after a fork
   void adopt_child();                 // mu_
   void neutralise_sockets() noexcept; // mu_ or the child handler
   static void drop_inherited(lease *l);
-  [[noreturn]] void throw_timeout(double timeout_s);  // mu_
-  pool_lease_t *open_new(clock::time_point deadline);  // called holding no lock, inside_
-  void give_back(lease *l, bool reusable);
+
+  // Connections coming and going.
+  lease *open_connection(clock::time_point deadline);  // no lock; opening_ and inside_ counted
+  void connect_failed(const error &e);                 // mu_
+  // No lock. Keeps l (why == none) unless it expired, or closes it. caller_stays: the caller
+  // goes on using the pool (inside_ stays counted for it).
+  void give_back(lease *l, close_reason why, bool was_out, bool caller_stays = false);
+  // mu_: takes l out of the pool's counts; its handle joins to_close.
+  void retire_record(lease *l, close_reason why, handles &to_close);
+  // mu_: connections opened before `seq` are retired; idle ones join to_close.
+  void retire_below(uint64_t seq, handles &to_close);
+  // Closes outside the lock (inside_ counted); returns with mu_ held again.
+  void close_unlocked(lock_t &lock, handles &to_close);
+  void close_now(void *handle) noexcept;  // no lock: on_close hook, then the connector
+  bool expired(const lease *l, clock::time_point now) const {
+    return l->seq < retired_below_ || now >= l->expires;
+  }
+
+  // The maintenance thread (maintenance.cc).
+  void start_maintenance();  // mu_
+  static void *maintenance_main(void *self);
+  void maintain();
+  clock::time_point maintenance_pass(lock_t &lock);  // mu_; returns when it is next due
+  void wake_maintenance();  // mu_
+  void stop_maintenance(lock_t &lock);  // mu_; joins unless called on it
+
+  // Hooks and logging; hooks_ is fixed before the first checkout, so read without the lock.
+  void log(int level, const char *format, ...) const noexcept
+      __attribute__((format(printf, 3, 4)));
+  bool logs(int level) const noexcept { return hooks_.log && level <= hooks_.log_level; }
 
   uint32_t magic_ = live_magic;
   const options opts_;
   const std::unique_ptr<connector> connector_;
+  pool_hooks_t hooks_{};
 
   std::mutex mu_;
   bool closed_ = false;                          // mu_
+  bool started_ = false;                         // mu_: hooks are fixed from here on
   std::deque<lease *> idle_;                     // mu_: front is the oldest returned
   std::vector<std::unique_ptr<lease>> records_;  // mu_
   std::vector<lease *> free_records_;            // mu_
@@ -112,10 +201,32 @@ class pool {
   int64_t inside_ = 0;                           // mu_
   int64_t inherited_out_ = 0;                    // mu_: leases lent before a fork, not back
   uint64_t generation_;                          // mu_: the process generation of the state
+  uint64_t next_seq_ = 1;                        // mu_
+  uint64_t retired_below_ = 0;                   // mu_
+  std::minstd_rand jitter_rng_;                  // mu_
+
+  // mu_: connect failures in a row, and the fail-fast window they open.
+  int64_t failures_in_row_ = 0;
+  clock::time_point fail_fast_until_;
+  bool probe_in_flight_ = false;
+  std::string last_connect_error_;
+
+  // mu_: the maintenance thread.
+  bool maint_running_ = false, maint_stop_ = false, maint_kicked_ = false;
+  pthread_t maint_thread_{};
+  std::condition_variable maint_cv_;
+  std::condition_variable ready_cv_;  // pool_wait_ready: min_idle reached
+
   // mu_: counters for pool_stats_get
   int64_t opened_total_ = 0, closed_total_ = 0, connect_failures_total_ = 0;
   int64_t checkouts_total_ = 0, timeouts_total_ = 0, wait_total_us_ = 0, wait_max_us_ = 0;
   int64_t inherited_total_ = 0;
+  int64_t connect_time_total_us_ = 0, connect_time_max_us_ = 0, waits_total_ = 0;
+  int64_t wait_le_us_[POOL_WAIT_BUCKETS] = {};
+  std::atomic<int64_t> pings_total_{0};  // counted outside the lock, at checkout
+  int64_t dead_total_ = 0, recycled_total_ = 0, idle_closed_total_ = 0;
+  int64_t invalidated_total_ = 0, reset_closed_total_ = 0, resets_total_ = 0;
+  int64_t leaks_total_ = 0, fast_fails_total_ = 0, rejected_total_ = 0;
 };
 
 }  // namespace connpool

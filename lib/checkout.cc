@@ -1,0 +1,370 @@
+// Checkout: find or open a connection under the pool's rules (no barging, FIFO waiters,
+// capacity, fail fast), then check it outside the lock (expiry, pre-ping, the on_checkout
+// hook) and try again within the same deadline if it does not pass.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+
+#include "error.hh"
+#include "fork.hh"
+#include "pool.hh"
+
+namespace connpool {
+
+namespace {
+
+constexpr int max_hook_rejections = 3;
+
+clock::duration seconds(double s) {
+  return std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(s));
+}
+
+int64_t micros_between(clock::time_point from, clock::time_point to) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(to - from).count();
+}
+
+}  // namespace
+
+pool_lease_t *pool::checkout(int64_t timeout_ms, const char *tag) {
+  // Capped at about three years, far inside the clock's range.
+  double timeout_s = timeout_ms < 0 ? opts_.pool_timeout_s : double(timeout_ms) / 1000.0;
+  timeout_s = std::min(timeout_s, 1e8);
+  clock::time_point deadline{};  // read off the fast path only: an idle connection needs none
+  handles to_close;
+  int rejections = 0;
+  bool inside = false;  // counted in inside_ between tries
+  lock_t lock(mu_);
+  for (;;) {
+    if (inside) {
+      inside_--;
+      inside = false;
+    }
+    if (closed_) {
+      release_if(lock, releasable());
+      throw error(POOL_ECLOSED, "pool is disposed");
+    }
+    sync_with_process();
+    started_ = true;
+    if (!maint_running_ && opts_.needs_maintenance()) start_maintenance();
+    lease *l = acquire(lock, timeout_s, deadline, tag, to_close);  // returns unlocked
+    close_reason why = close_reason::none;
+    if (!l->fresh && opts_.pre_ping) {
+      if (deadline == clock::time_point{}) deadline = clock::now() + seconds(timeout_s);
+      bool alive = connector_->looks_alive(l->handle);
+      if (alive && coarse_now() - l->idle_since >= seconds(opts_.pre_ping_interval_s)) {
+        pings_total_.fetch_add(1, std::memory_order_relaxed);
+        alive = connector_->ping(
+            l->handle, std::min(deadline, clock::now() + seconds(opts_.ping_timeout_s)));
+      }
+      if (!alive) why = close_reason::dead;
+    }
+    l->fresh = false;
+    if (why == close_reason::none && hooks_.on_checkout &&
+        hooks_.on_checkout(l->handle, hooks_.user_data) != 0) {
+      why = close_reason::invalidated;
+      rejections++;
+    }
+    if (why == close_reason::none) return encode(l);
+    give_back(l, why, true, true);
+    inside = true;
+    if (rejections >= max_hook_rejections) {
+      lock.lock();
+      inside_--;
+      release_if(lock, releasable());
+      throw error(POOL_ECONNECT, "the on_checkout hook rejected 3 connections in a row");
+    }
+    lock.lock();
+  }
+}
+
+// With mu_ held; returns a lease lent to this thread with mu_ released, or throws with mu_
+// released.
+lease *pool::acquire(lock_t &lock, double timeout_s, clock::time_point &deadline,
+                     const char *tag, handles &to_close) {
+  auto need_deadline = [&] {
+    if (deadline == clock::time_point{}) deadline = clock::now() + seconds(timeout_s);
+  };
+  // No barging: while anyone waits, newcomers queue behind them.
+  while (!waiters_head_) {
+    clock::time_point now = coarse_now();
+    lease *l = idle_.empty() ? nullptr : take_usable_idle(now, to_close);
+    if (l) lend(l, tag, current_thread(), now);
+    if (!to_close.empty()) {  // expired idle connections: close them, then look again
+      close_unlocked(lock, to_close);
+      if (!l && closed_) {
+        release_if(lock, releasable());
+        throw error(POOL_ECLOSED, "pool is disposed");
+      }
+    }
+    if (l) {
+      lock.unlock();
+      return l;
+    }
+    if (!idle_.empty()) continue;  // returned while the closes ran
+    if (!has_capacity()) break;
+    check_fail_fast();
+    opening_++;
+    inside_++;
+    lock.unlock();
+    need_deadline();
+    return open_for_checkout(deadline, tag);
+  }
+
+  if (timeout_s <= 0) throw_timeout(timeout_s);
+  if (opts_.max_waiting >= 0 && waiting_ >= opts_.max_waiting) {
+    rejected_total_++;
+    throw error(POOL_ETOOMANYWAITERS,
+                "max_waiting " + std::to_string(opts_.max_waiting) +
+                    " threads are waiting for a connection already; not queued");
+  }
+  clock::time_point start = clock::now();
+  need_deadline();
+
+  waiter w;
+  w.tag = tag;
+  w.thread = current_thread();
+  w.prev = waiters_tail_;
+  (waiters_tail_ ? waiters_tail_->next : waiters_head_) = &w;
+  waiters_tail_ = &w;
+  w.linked = true;
+  waiting_++;
+  inside_++;
+  while (!w.done() && w.cv.wait_until(lock, deadline) != std::cv_status::timeout) {
+  }
+  if (w.linked) unlink(&w);
+  int64_t waited = micros_between(start, clock::now());
+  wait_total_us_ += waited;
+  wait_max_us_ = std::max(wait_max_us_, waited);
+  waits_total_++;
+  static constexpr int64_t bucket_us[POOL_WAIT_BUCKETS] = POOL_WAIT_BUCKET_US;
+  for (int i = POOL_WAIT_BUCKETS - 1; i >= 0 && waited <= bucket_us[i]; i--) wait_le_us_[i]++;
+
+  if (w.handed) {  // lend() already ran in the checkin that handed it over
+    inside_--;
+    lock.unlock();
+    return w.handed;
+  }
+  if (w.may_open && clock::now() < deadline) {
+    try {
+      check_fail_fast();
+    } catch (...) {
+      opening_--;
+      grant_slot_to_next_waiter();  // it fails fast too: nobody waits a connect out
+      inside_--;
+      lock.unlock();  // not closed: no release
+      throw;
+    }
+    lock.unlock();
+    return open_for_checkout(deadline, tag);
+  }
+  if (w.may_open) {  // granted just as the deadline passed: pass the slot on
+    opening_--;
+    grant_slot_to_next_waiter();
+  }
+  bool release = leave_and_check_release();
+  if (w.closed || closed_) {
+    release_if(lock, release);
+    throw error(POOL_ECLOSED, "pool was disposed while waiting for a connection");
+  }
+  throw_timeout(timeout_s);
+}
+
+lease *pool::take_usable_idle(clock::time_point now, handles &to_close) {
+  while (!idle_.empty()) {
+    lease *l = take_idle();
+    if (int64_t(idle_.size()) < opts_.min_idle) wake_maintenance();
+    if (!expired(l, now)) return l;
+    retire_record(l, l->seq < retired_below_ ? close_reason::retired : close_reason::recycled,
+                  to_close);
+  }
+  return nullptr;
+}
+
+lease *pool::take_idle() {
+  lease *l;
+  if (opts_.use_lifo) {
+    l = idle_.back();
+    idle_.pop_back();
+  } else {
+    l = idle_.front();
+    idle_.pop_front();
+  }
+  return l;
+}
+
+// Runs with opening_ and inside_ counted for this thread, no lock held.
+lease *pool::open_for_checkout(clock::time_point deadline, const char *tag) {
+  lease *l;
+  try {
+    l = open_connection(deadline);
+  } catch (...) {
+    lock_t lock(mu_);
+    release_if(lock, leave_and_check_release());
+    throw;
+  }
+  lock_t lock(mu_);
+  inside_--;
+  if (closed_) {
+    handles to_close;
+    retire_record(l, close_reason::other, to_close);
+    close_unlocked(lock, to_close);
+    release_if(lock, releasable());
+    throw error(POOL_ECLOSED, "pool was disposed while a connection was being opened");
+  }
+  lend(l, tag, current_thread(), coarse_now());
+  l->fresh = true;
+  return l;
+}
+
+// With fail_fast_after connects failed in a row, a new connect is allowed once per back-off
+// window (the probe); every other checkout that needs one fails at once with the last error.
+void pool::check_fail_fast() {
+  if (opts_.fail_fast_after == 0 || failures_in_row_ < opts_.fail_fast_after) return;
+  clock::time_point now = clock::now();
+  if (now >= fail_fast_until_ && !probe_in_flight_) {
+    probe_in_flight_ = true;
+    return;
+  }
+  fast_fails_total_++;
+  char head[160];
+  int n = std::snprintf(head, sizeof head,
+                        "connect failed (failing fast: %lld connects failed in a row; ",
+                        (long long)failures_in_row_);
+  if (probe_in_flight_)
+    std::snprintf(head + n, sizeof head - size_t(n), "a retry is in progress): ");
+  else
+    std::snprintf(head + n, sizeof head - size_t(n), "next retry in %.2f s): ",
+                  std::chrono::duration<double>(fail_fast_until_ - now).count());
+  throw error(POOL_ECONNECT, head + last_connect_error_);
+}
+
+std::string pool::longest_holders(clock::time_point now) const {
+  std::vector<const lease *> held;
+  for (const std::unique_ptr<lease> &l : records_)
+    if ((l->state.load(std::memory_order_relaxed) & 1) && l->generation == generation_)
+      held.push_back(l.get());
+  size_t n = std::min<size_t>(held.size(), 3);
+  std::partial_sort(held.begin(), held.begin() + long(n), held.end(),
+                    [](const lease *a, const lease *b) { return a->lent_at < b->lent_at; });
+  std::string out;
+  for (size_t i = 0; i < n; i++) {
+    char item[lease::tag_size + 48];
+    std::snprintf(item, sizeof item, "%s'%s' %.2f s", i ? ", " : "; longest held: ",
+                  held[i]->tag[0] ? held[i]->tag : "(untagged)",
+                  std::chrono::duration<double>(now - held[i]->lent_at).count());
+    out += item;
+  }
+  return out;
+}
+
+void pool::throw_timeout(double timeout_s) {
+  timeouts_total_++;
+  char msg[256];
+  std::snprintf(msg, sizeof msg,
+                "QueuePool limit of size %d overflow %d reached, connection timed out, "
+                "timeout %.2f (checked out %lld, idle %lld, waiting %lld)",
+                opts_.pool_size, opts_.max_overflow, timeout_s, (long long)checked_out_,
+                (long long)idle_.size(), (long long)waiting_);
+  throw error(POOL_ETIMEDOUT, msg + longest_holders(coarse_now()));
+}
+
+// ---------------------------------------------------------------- opening
+
+// No lock held; opening_ counted for this connect (uncounted again here, whatever happens).
+// The connect gate is held until the connection is published in records_, so no fork happens
+// between the connect and the moment the pool can neutralise the connection in a child.
+// Returns the record, open and past on_connect, neither idle nor lent.
+lease *pool::open_connection(clock::time_point deadline) {
+  clock::time_point start = clock::now();
+  lease *l;
+  {
+    fork_guard::connect_gate gate;
+    void *handle;
+    try {
+      handle = connector_->open(deadline);
+    } catch (const error &e) {
+      lock_t lock(mu_);
+      connect_failed(e);
+      lock.unlock();
+      log(POOL_LOG_ERROR, "%s", e.what());
+      throw;
+    } catch (...) {
+      lock_t lock(mu_);
+      connect_failed(error(POOL_ERROR, "connect failed"));
+      throw;
+    }
+    lock_t lock(mu_);
+    opening_--;
+    open_++;  // counted as open from here: capacity does not change
+    if (free_records_.empty()) {
+      records_.push_back(std::make_unique<lease>());
+      l = records_.back().get();
+      l->owner = this;
+    } else {
+      l = free_records_.back();
+      free_records_.pop_back();
+    }
+    l->handle = handle;
+    l->socket = connector_->socket(handle);
+    l->invalidated = l->leak_reported = false;
+    l->seq = next_seq_++;
+    l->expires = clock::time_point::max();
+    if (opts_.recycle_s > 0) {
+      double jitter = std::uniform_real_distribution<double>(0, opts_.recycle_jitter_s)(jitter_rng_);
+      l->expires = coarse_now() + seconds(opts_.recycle_s - jitter);
+    }
+  }
+
+  if (hooks_.on_connect) {
+    char message[256] = "";
+    int rc = hooks_.on_connect(l->handle, message, sizeof message, hooks_.user_data);
+    message[sizeof message - 1] = '\0';
+    if (rc != 0) {
+      error e(POOL_ECONNECT, std::string("connect failed: the on_connect hook failed: ") +
+                                 (message[0] ? message : "(no message)"));
+      lock_t lock(mu_);
+      void *handle = l->handle;
+      l->handle = nullptr;
+      free_records_.push_back(l);
+      open_--;
+      opening_++;  // connect_failed() uncounts it
+      connect_failed(e);
+      lock.unlock();
+      connector_->close(handle);  // no on_close: on_connect never passed
+      log(POOL_LOG_ERROR, "%s", e.what());
+      throw e;
+    }
+  }
+
+  int64_t took = micros_between(start, clock::now());
+  lock_t lock(mu_);
+  opened_total_++;
+  connect_time_total_us_ += took;
+  connect_time_max_us_ = std::max(connect_time_max_us_, took);
+  bool recovered = failures_in_row_ >= std::max(opts_.fail_fast_after, 1);
+  int64_t failures = failures_in_row_;
+  failures_in_row_ = 0;
+  probe_in_flight_ = false;
+  lock.unlock();
+  if (recovered) log(POOL_LOG_INFO, "connected again after %lld failed connects", (long long)failures);
+  log(POOL_LOG_DEBUG, "connection opened in %.3f s", double(took) / 1e6);
+  return l;
+}
+
+void pool::connect_failed(const error &e) {
+  opening_--;
+  connect_failures_total_++;
+  failures_in_row_++;
+  last_connect_error_ = e.what();
+  probe_in_flight_ = false;
+  int64_t beyond = failures_in_row_ - opts_.fail_fast_after;
+  if (opts_.fail_fast_after > 0 && beyond >= 0) {
+    double window = std::min(opts_.fail_fast_backoff_max_s, 0.25 * std::ldexp(1.0, int(std::min<int64_t>(beyond, 30))));
+    fail_fast_until_ = clock::now() + seconds(window);
+    wake_maintenance();  // it retries when the window ends
+  }
+  grant_slot_to_next_waiter();
+}
+
+}  // namespace connpool

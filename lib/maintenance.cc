@@ -1,0 +1,202 @@
+// The maintenance thread: one per pool that needs it (min_idle, idle_timeout,
+// leak_threshold). It sleeps until the next thing is due or it is woken, decides under the
+// lock, and does its I/O (connects, closes, log calls) without it. It counts in inside_ for
+// its whole life, so the pool cannot be released under it; pool_dispose() stops and joins
+// it. In a forked child it does not exist: adopt_child() forgets it and the child's next
+// checkout starts a new one.
+#include <pthread.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "error.hh"
+#include "pool.hh"
+
+namespace connpool {
+
+namespace {
+
+clock::duration seconds(double s) {
+  return std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(s));
+}
+
+}  // namespace
+
+void pool::start_maintenance() {
+  // Signals are for the program's threads, never ours: block them all in the new thread.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  int rc = pthread_create(&maint_thread_, nullptr, maintenance_main, this);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (rc != 0)
+    throw error(POOL_ERROR, std::string("could not start the pool's maintenance thread: ") +
+                                std::strerror(rc));
+  maint_running_ = true;
+  maint_stop_ = false;
+  inside_++;
+}
+
+void *pool::maintenance_main(void *self) {
+  static_cast<pool *>(self)->maintain();
+  return nullptr;
+}
+
+void pool::wake_maintenance() {
+  if (maint_running_ && !maint_kicked_) {
+    maint_kicked_ = true;
+    maint_cv_.notify_one();
+  }
+}
+
+void pool::stop_maintenance(lock_t &lock) {
+  if (!maint_running_) return;
+  maint_running_ = false;
+  maint_stop_ = true;
+  maint_cv_.notify_one();
+  pthread_t thread = maint_thread_;
+  if (pthread_equal(thread, pthread_self())) {  // dispose from a hook it runs
+    pthread_detach(thread);  // it ends after the hook returns, and releases the pool
+    return;
+  }
+  lock.unlock();
+  pthread_join(thread, nullptr);
+  lock.lock();
+}
+
+void pool::maintain() {
+  lock_t lock(mu_);
+  while (!maint_stop_) {
+    maint_kicked_ = false;
+    clock::time_point due = maintenance_pass(lock);
+    if (maint_stop_ || maint_kicked_) continue;
+    maint_cv_.wait_until(lock, due, [this] { return maint_stop_ || maint_kicked_; });
+  }
+  release_if(lock, leave_and_check_release());
+}
+
+// One round: report leaks, close expired and idle-too-long connections, open one connection
+// toward min_idle. Returns when the next round is due.
+clock::time_point pool::maintenance_pass(lock_t &lock) {
+  clock::time_point now = clock::now();
+  clock::time_point due = clock::time_point::max();
+  auto due_at = [&due](clock::time_point t) { due = std::min(due, t); };
+  handles to_close;
+  std::vector<std::string> leaks;
+
+  if (opts_.leak_threshold_s > 0) {
+    clock::duration threshold = seconds(opts_.leak_threshold_s);
+    due_at(now + threshold);  // a lease lent after this round is due no earlier
+    for (const std::unique_ptr<lease> &l : records_) {
+      if (!(l->state.load(std::memory_order_relaxed) & 1) || l->generation != generation_ ||
+          l->leak_reported)
+        continue;
+      if (now - l->lent_at < threshold) {
+        due_at(l->lent_at + threshold);
+        continue;
+      }
+      l->leak_reported = true;
+      leaks_total_++;
+      char message[lease::tag_size + 160];
+      std::snprintf(message, sizeof message,
+                    "possible leak: lease '%s' held for %.2f s (leak_threshold %.2f s) by "
+                    "thread %d",
+                    l->tag[0] ? l->tag : "(untagged)",
+                    std::chrono::duration<double>(now - l->lent_at).count(),
+                    opts_.leak_threshold_s, int(l->thread));
+      leaks.emplace_back(message);
+    }
+  }
+
+  // Expired or retired idle connections.
+  std::deque<lease *> keep;
+  for (lease *l : idle_) {
+    if (expired(l, now)) {
+      retire_record(l, l->seq < retired_below_ ? close_reason::retired : close_reason::recycled,
+                    to_close);
+    } else {
+      keep.push_back(l);
+      if (l->expires != clock::time_point::max()) due_at(l->expires);
+    }
+  }
+  idle_.swap(keep);
+
+  // Idle too long, beyond min_idle: the front is the longest idle.
+  if (opts_.idle_timeout_s > 0) {
+    clock::duration timeout = seconds(opts_.idle_timeout_s);
+    due_at(now + timeout);  // connections returned after this round
+    while (int64_t(idle_.size()) > opts_.min_idle && now - idle_.front()->idle_since >= timeout) {
+      lease *l = idle_.front();
+      idle_.pop_front();
+      retire_record(l, close_reason::idle_timeout, to_close);
+    }
+    if (int64_t(idle_.size()) > opts_.min_idle) due_at(idle_.front()->idle_since + timeout);
+  }
+
+  // Toward min_idle, by one connection per round; never beyond pool_size on its own, never
+  // while a checkout waits (it opens its own), and within the fail-fast rules.
+  bool refill = int64_t(idle_.size()) < opts_.min_idle &&
+                open_ + opening_ < opts_.pool_size && has_capacity() && !waiters_head_;
+  if (refill && opts_.fail_fast_after > 0 && failures_in_row_ >= opts_.fail_fast_after) {
+    if (probe_in_flight_) refill = false;  // its end wakes us
+    else if (now < fail_fast_until_) refill = false, due_at(fail_fast_until_);
+    else probe_in_flight_ = true;
+  }
+  if (refill) opening_++;
+  // Wake up at least once a second while short of min_idle, in case nothing else does (a
+  // refill blocked by waiters or capacity, a failed connect without fail-fast); at least
+  // hourly anyway, well inside the clock's range.
+  if (int64_t(idle_.size()) < opts_.min_idle) due_at(now + std::chrono::seconds(1));
+  due_at(now + std::chrono::hours(1));
+  lock.unlock();
+
+  for (void *handle : to_close) close_now(handle);
+  if (!to_close.empty() && logs(POOL_LOG_INFO))
+    log(POOL_LOG_INFO, "maintenance closed %zu connection(s) (expired or idle)", to_close.size());
+  for (const std::string &message : leaks) log(POOL_LOG_WARN, "%s", message.c_str());
+  bool opened = false;
+  if (refill) {
+    try {
+      lease *l = open_connection(clock::now() + seconds(opts_.pool_timeout_s));
+      give_back(l, close_reason::none, false);
+      opened = true;
+    } catch (...) {
+      // Counted and logged by open_connection; the fail-fast window paces the retries.
+    }
+  }
+  lock.lock();
+  return opened ? clock::now() : due;
+}
+
+void pool::wait_ready(int64_t timeout_ms) {
+  lock_t lock(mu_);
+  if (closed_) throw error(POOL_ECLOSED, "pool is disposed");
+  sync_with_process();
+  started_ = true;
+  if (!maint_running_ && opts_.needs_maintenance()) start_maintenance();
+  double timeout_s = timeout_ms < 0 ? opts_.pool_timeout_s : double(timeout_ms) / 1000.0;
+  clock::time_point deadline = clock::now() + seconds(std::min(timeout_s, 1e8));
+  inside_++;
+  while (!closed_ && int64_t(idle_.size()) < opts_.min_idle &&
+         ready_cv_.wait_until(lock, deadline) != std::cv_status::timeout) {
+  }
+  bool ready = int64_t(idle_.size()) >= opts_.min_idle;
+  if (closed_) {
+    release_if(lock, leave_and_check_release());
+    throw error(POOL_ECLOSED, "pool was disposed while waiting for it to be ready");
+  }
+  inside_--;
+  if (ready) return;
+  char head[160];
+  std::snprintf(head, sizeof head, "%lld of min_idle %d connections ready after %.2f s",
+                (long long)idle_.size(), opts_.min_idle, timeout_s);
+  throw error(POOL_ETIMEDOUT, std::string(head) +
+                                  (last_connect_error_.empty() ? "" : "; last connect error: ") +
+                                  last_connect_error_);
+}
+
+}  // namespace connpool
