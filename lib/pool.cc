@@ -414,9 +414,11 @@ void pool::reset() {
   resets_total_++;
   size_t closed = to_close.size();
   close_unlocked(lock, to_close);
-  release_if(lock, releasable());  // disposed while the closes ran
+  bool release = releasable();  // disposed while the closes ran
+  lock.unlock();
   log(POOL_LOG_INFO, "pool_reset: %zu idle connection(s) closed; checked-out ones close at "
                      "checkin", closed);
+  if (release) delete this;
 }
 
 void pool::set_hooks(const pool_hooks_t *hooks) {
