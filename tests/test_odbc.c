@@ -794,6 +794,32 @@ static void a_backend_killed_while_idle_is_replaced_after_at_most_one_failure(vo
     ctx_done(&c);
 }
 
+/* With pool_pre_ping, the pool pings (SELECT 1 through the driver) before handing a
+ * connection out: the killed backend is found and replaced inside the checkout, and the
+ * caller never sees a failure. */
+static void with_pre_ping_a_backend_killed_while_idle_is_replaced_unseen(void **state) {
+    struct ctx c;
+    ctx_init(&c, state, "od_pre_ping");
+    pool_t *pool = make_pool(&c, "pool_size=1 max_overflow=0 pool_pre_ping=true "
+                                 "pre_ping_interval=0");
+    pool_lease_t *lease = checkout(pool);
+    int pid = (int)identity(&c, lease);
+    assert_ok(pool_checkin(lease));
+    terminate(c.monitor, pid);
+
+    lease = checkout(pool);
+    assert_int_not_equal((int)identity(&c, lease), pid);
+    assert_int_equal(int_of(native(lease), "SELECT 1"), 1);
+    assert_ok(pool_checkin(lease));
+    pool_stats_t st = stats_of(pool);
+    assert_int_equal(st.pings_total, 1);
+    assert_int_equal(st.dead_total, 1);
+    assert_int_equal(st.opened_total, 2);
+    assert_int_equal(st.closed_total, 1);
+    assert_ok(pool_dispose(pool));
+    ctx_done(&c);
+}
+
 /* ================================================================ 6. fork: children */
 
 
@@ -1583,6 +1609,8 @@ int main(int argc, char **argv) {
         BOTH(an_invalidated_connection_is_closed_and_replaced),
         CASE(psqlodbc, a_backend_killed_while_checked_out_fails_the_query_and_is_not_handed_out_again),
         CASE(psqlodbc, a_backend_killed_while_idle_is_replaced_after_at_most_one_failure),
+        CASE(psqlodbc, with_pre_ping_a_backend_killed_while_idle_is_replaced_unseen),
+        CASE(psqlodbc_tls, with_pre_ping_a_backend_killed_while_idle_is_replaced_unseen),
         /* 6: fork */
         CASE(psqlodbc, a_child_that_exits_leaves_the_parents_sessions_and_running_query_alone),
         CASE(psqlodbc_tls, a_child_that_exits_leaves_the_parents_sessions_and_running_query_alone),
