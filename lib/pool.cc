@@ -248,6 +248,7 @@ void pool::retire_below(uint64_t seq, handles &to_close) {
     else keep.push_back(l);
   }
   idle_.swap(keep);
+  if (int64_t(idle_.size()) < opts_.min_idle) wake_maintenance();
 }
 
 void pool::close_now(void *handle) noexcept {
@@ -267,11 +268,14 @@ void pool::close_unlocked(lock_t &lock, handles &to_close) {
   inside_--;
 }
 
-void pool::give_back(lease *l, close_reason why, bool was_out, bool caller_stays) {
+void pool::give_back(lease *l, close_reason why, bool was_out, bool retry) {
   handles to_close;
   lock_t lock(mu_);
   if (was_out) checked_out_--;
-  if (caller_stays) inside_++;
+  if (retry) {  // the checkout goes on with another connection: this one was no checkout
+    checkouts_total_--;
+    inside_++;
+  }
   clock::time_point now = coarse_now();
   bool late = was_out && l->leak_reported;
   double held_s = std::chrono::duration<double>(now - l->lent_at).count();
@@ -311,7 +315,7 @@ void pool::give_back(lease *l, close_reason why, bool was_out, bool caller_stays
   }
   if (why != close_reason::none) retire_record(l, why, to_close);
   close_unlocked(lock, to_close);
-  bool release = !caller_stays && releasable();
+  bool release = !retry && releasable();
   lock.unlock();
 
   if (late)

@@ -154,9 +154,10 @@ class pool {
   // Connections coming and going.
   lease *open_connection(clock::time_point deadline);  // no lock; opening_ and inside_ counted
   void connect_failed(const error &e);                 // mu_
-  // No lock. Keeps l (why == none) unless it expired, or closes it. caller_stays: the caller
-  // goes on using the pool (inside_ stays counted for it).
-  void give_back(lease *l, close_reason why, bool was_out, bool caller_stays = false);
+  // No lock. Keeps l (why == none) unless it expired, or closes it. retry: l failed the
+  // checks of a checkout that goes on (inside_ stays counted for it, and l does not count
+  // as a checkout).
+  void give_back(lease *l, close_reason why, bool was_out, bool retry = false);
   // mu_: takes l out of the pool's counts; its handle joins to_close.
   void retire_record(lease *l, close_reason why, handles &to_close);
   // mu_: connections opened before `seq` are retired; idle ones join to_close.

@@ -156,7 +156,8 @@ static void codes_have_names_and_texts(void **state) {
         {POOL_ETIMEDOUT, "POOL_ETIMEDOUT"}, {POOL_ECONNECT, "POOL_ECONNECT"},
         {POOL_EBUSY, "POOL_EBUSY"},     {POOL_ECLOSED, "POOL_ECLOSED"},
         {POOL_ESTATE, "POOL_ESTATE"},   {POOL_ENOTSUP, "POOL_ENOTSUP"},
-        {POOL_EFORKED, "POOL_EFORKED"},
+        {POOL_EFORKED, "POOL_EFORKED"}, {POOL_ETOOMANYWAITERS, "POOL_ETOOMANYWAITERS"},
+        {POOL_ERANGE, "POOL_ERANGE"},
     };
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
         assert_string_equal(pool_error_name(codes[i].code), codes[i].name);
@@ -198,6 +199,76 @@ static void custom_create_destroys_user_data_once_even_on_failure(void **state) 
     assert_int_equal(destroyed, 3);
 }
 
+static void health_and_lifecycle_options_parse(void **state) {
+    (void)state;
+    static const char *const good[] = {
+        "pool_pre_ping=true pre_ping_interval=0 ping_timeout=0.5 pool_recycle=3600 "
+        "pool_recycle_jitter=60 idle_timeout=300 min_idle=2 max_waiting=10 leak_threshold=30 "
+        "fail_fast_after=5 fail_fast_backoff_max=1.5",
+        "pool_pre_ping=off pre_ping_interval=.25 pool_recycle=0 idle_timeout=0 leak_threshold=0",
+        "pool_recycle=-1",            /* SQLAlchemy's "never", accepted for 0 */
+        "max_waiting=-1",             /* no limit */
+        "max_waiting=0",              /* no checkout ever waits */
+        "min_idle=0 fail_fast_after=0",
+        "min_idle=3 pool_size=3",     /* min_idle may equal pool_size, in either order */
+        "pool_size=3 min_idle=3",
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        pool_t *pool = NULL;
+        int rc = pool_create(&pool, "", good[i]);
+        if (rc != POOL_OK)
+            fail_msg("options \"%s\": %s: %s", good[i], pool_error_name(rc), pool_last_error());
+        assert_ok(pool_dispose(pool));
+    }
+    /* the params form, and a custom connector, take them too */
+    pool_t *pool;
+    const char *keys[] = {"min_idle", "max_waiting", "pool_pre_ping", NULL};
+    const char *values[] = {"1", "0", "yes", NULL};
+    assert_ok(pool_create_params(&pool, "", keys, values));
+    assert_ok(pool_dispose(pool));
+    assert_ok(pool_create_custom(&pool, "pool_pre_ping=1 pre_ping_interval=0 leak_threshold=0.05",
+                                 never_open, never_close, NULL, NULL, NULL, NULL));
+    assert_ok(pool_dispose(pool));
+}
+
+static void bad_health_and_lifecycle_values_name_key_and_value(void **state) {
+    (void)state;
+    static const struct {
+        const char *options, *key, *value;
+    } cases[] = {
+        {"pool_pre_ping=maybe", "pool_pre_ping", "\"maybe\""},
+        {"pool_pre_ping=", "pool_pre_ping", "\"\""},
+        {"pre_ping_interval=-1", "pre_ping_interval", "\"-1\""},
+        {"pre_ping_interval=soon", "pre_ping_interval", "\"soon\""},
+        {"ping_timeout=abc", "ping_timeout", "\"abc\""},
+        {"ping_timeout=-5", "ping_timeout", "\"-5\""},
+        {"pool_recycle=-2", "pool_recycle", "\"-2\""},
+        {"pool_recycle=1h", "pool_recycle", "\"1h\""},
+        {"pool_recycle_jitter=-1", "pool_recycle_jitter", "\"-1\""},
+        {"idle_timeout=1e3", "idle_timeout", "\"1e3\""},
+        {"idle_timeout=nan", "idle_timeout", "\"nan\""},
+        {"min_idle=-1", "min_idle", "\"-1\""},
+        {"min_idle=1.5", "min_idle", "\"1.5\""},
+        {"max_waiting=-2", "max_waiting", "\"-2\""},
+        {"max_waiting=many", "max_waiting", "\"many\""},
+        {"leak_threshold=-1", "leak_threshold", "\"-1\""},
+        {"leak_threshold=.", "leak_threshold", "\".\""},
+        {"fail_fast_after=-1", "fail_fast_after", "\"-1\""},
+        {"fail_fast_after=3.5", "fail_fast_after", "\"3.5\""},
+        {"fail_fast_backoff_max=abc", "fail_fast_backoff_max", "\"abc\""},
+        {"fail_fast_backoff_max=-1", "fail_fast_backoff_max", "\"-1\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        expect_create_error("", cases[i].options, POOL_EINVAL, cases[i].key, cases[i].value);
+    /* min_idle is at most pool_size, whatever the order of the two */
+    expect_create_error("", "min_idle=6", POOL_EINVAL, "min_idle", "pool_size");
+    expect_create_error("", "min_idle=3 pool_size=2", POOL_EINVAL, "min_idle", "pool_size");
+    expect_create_error("", "pool_size=2 min_idle=3", POOL_EINVAL, "min_idle", "pool_size");
+    /* a misspelt new key is named */
+    expect_create_error("", "pool_preping=true", POOL_EINVAL, "unknown option \"pool_preping\"",
+                        NULL);
+}
+
 static void stats_fill_only_what_the_caller_has_room_for(void **state) {
     (void)state;
     pool_t *pool;
@@ -229,6 +300,8 @@ int main(void) {
         cmocka_unit_test(codes_have_names_and_texts),
         cmocka_unit_test(custom_create_destroys_user_data_once_even_on_failure),
         cmocka_unit_test(stats_fill_only_what_the_caller_has_room_for),
+        cmocka_unit_test(health_and_lifecycle_options_parse),
+        cmocka_unit_test(bad_health_and_lifecycle_values_name_key_and_value),
     };
     return cmocka_run_group_tests_name("options", tests, NULL, NULL);
 }
