@@ -4,6 +4,7 @@
 // its whole life, so the pool cannot be released under it; pool_dispose() stops and joins
 // it. In a forked child it does not exist: adopt_child() forgets it and the child's next
 // checkout starts a new one.
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -72,11 +73,49 @@ void pool::maintain() {
   lock_t lock(mu_);
   while (!maint_stop_) {
     maint_kicked_ = false;
-    clock::time_point due = maintenance_pass(lock);
+    maint_due_ = clock::time_point::min();  // busy: a kick now is not needed
+    close_hung_up_idle(lock);
+    maint_due_ = maintenance_pass(lock);
     if (maint_stop_ || maint_kicked_) continue;
-    maint_cv_.wait_until(lock, due, [this] { return maint_stop_ || maint_kicked_; });
+    maint_cv_.wait_until(lock, maint_due_, [this] { return maint_stop_ || maint_kicked_; });
   }
   release_if(lock, leave_and_check_release());
+}
+
+// Idle connections whose server hung up (a killed backend, a restart) are closed, so that
+// min_idle counts only live ones. A zero-timeout poll of their sockets, outside the lock:
+// connections taken meanwhile are left to their checkout's own checks.
+void pool::close_hung_up_idle(lock_t &lock) {
+  struct probe {
+    lease *l;
+    uint64_t seq;
+  };
+  std::vector<probe> probes;
+  std::vector<struct pollfd> fds;
+  for (lease *l : idle_) {
+    if (l->socket < 0) continue;
+    probes.push_back({l, l->seq});
+    fds.push_back({l->socket, POLLRDHUP, 0});
+  }
+  if (fds.empty()) return;
+  lock.unlock();
+  int ready = poll(fds.data(), fds.size(), 0);
+  lock.lock();
+  if (ready <= 0) return;
+  handles to_close;
+  for (size_t i = 0; i < fds.size(); i++) {
+    if (!(fds[i].revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))) continue;
+    auto it = std::find(idle_.begin(), idle_.end(), probes[i].l);
+    if (it == idle_.end() || probes[i].l->seq != probes[i].seq) continue;  // lent meanwhile
+    idle_.erase(it);
+    retire_record(probes[i].l, close_reason::dead, to_close);
+  }
+  if (to_close.empty()) return;
+  size_t n = to_close.size();
+  lock.unlock();
+  for (void *handle : to_close) close_now(handle);
+  log(POOL_LOG_WARN, "maintenance closed %zu idle connection(s) the server hung up", n);
+  lock.lock();
 }
 
 // One round: report leaks, close expired and idle-too-long connections, open one connection
@@ -151,6 +190,8 @@ clock::time_point pool::maintenance_pass(lock_t &lock) {
   // refill blocked by waiters or capacity, a failed connect without fail-fast); at least
   // hourly anyway, well inside the clock's range.
   if (int64_t(idle_.size()) < opts_.min_idle) due_at(now + std::chrono::seconds(1));
+  // min_idle promises live connections: look at their sockets every few seconds.
+  if (opts_.min_idle > 0) due_at(now + std::chrono::seconds(2));
   due_at(now + std::chrono::hours(1));
   lock.unlock();
 

@@ -113,6 +113,7 @@ void pool::adopt_child() {
   waiters_head_ = waiters_tail_ = nullptr;
   open_ = opening_ = checked_out_ = waiting_ = inside_ = 0;
   maint_running_ = maint_stop_ = maint_kicked_ = false;
+  maint_due_ = clock::time_point::max();
   new (&maint_cv_) std::condition_variable();
   new (&ready_cv_) std::condition_variable();
   failures_in_row_ = 0;
@@ -309,6 +310,7 @@ void pool::give_back(lease *l, close_reason why, bool was_out, bool retry) {
       // pool shrinks back to pool_size as the burst's connections come home.
       idle_.push_back(l);
       ready_cv_.notify_all();
+      if (l->expires < maint_due_) wake_maintenance();  // it closes expired idle ones
     } else {
       why = close_reason::other;
     }

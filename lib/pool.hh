@@ -174,6 +174,7 @@ class pool {
   static void *maintenance_main(void *self);
   void maintain();
   clock::time_point maintenance_pass(lock_t &lock);  // mu_; returns when it is next due
+  void close_hung_up_idle(lock_t &lock);  // mu_, released meanwhile
   void wake_maintenance();  // mu_
   void stop_maintenance(lock_t &lock);  // mu_; joins unless called on it
 
@@ -214,6 +215,7 @@ class pool {
 
   // mu_: the maintenance thread.
   bool maint_running_ = false, maint_stop_ = false, maint_kicked_ = false;
+  clock::time_point maint_due_ = clock::time_point::max();  // when it wakes up next
   pthread_t maint_thread_{};
   std::condition_variable maint_cv_;
   std::condition_variable ready_cv_;  // pool_wait_ready: min_idle reached

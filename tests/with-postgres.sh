@@ -9,12 +9,23 @@
 # self-signed certificate, so tests can use sslmode=disable and sslmode=require alike. ODBC
 # drivers (psqlODBC, SQLite) are registered in a private ODBCSYSINI, never the machine's
 # /etc/odbcinst.ini; CONNPOOL_TEST_ODBC_PG is an odbc: connection string to this server.
+# CONNPOOL_TEST_PGCTL is a command that controls this server: append stop, start, or
+# restart (with pg_ctl's options, e.g. "restart -m fast"); it waits until the server is down
+# or accepts connections again. It is pg_ctlcluster for pg_virtualenv's cluster (version
+# PGVERSION, named "regress", its configuration under PG_CLUSTER_CONF_ROOT: both variables
+# come from pg_virtualenv), which runs pg_ctl as the cluster's owner when called as root.
+# Every setting above lives in the cluster's configuration files (ssl = on in
+# postgresql.auto.conf), so a restart keeps the port, the socket directory and TLS.
+# pg_ctlcluster tells whether the server runs from its external_pid_file, by default
+# /var/run/postgresql/15-regress.pid: one path for every pg_virtualenv cluster on the
+# machine, deleted by whichever stops first (a restart would then skip the stop, and fail
+# with "Cluster is already running"). Ours is private.
 # The trailing space in listen_addresses keeps pg_createcluster from writing the address
 # unquoted, as if it were a number.
 set -eu
 work=$(mktemp -d /tmp/connpool-pg.XXXXXX)
 trap 'rm -rf "$work"' EXIT INT TERM
-mkdir "$work/sock" "$work/ssl" "$work/odbc" "$work/sqlite"
+mkdir "$work/sock" "$work/ssl" "$work/run" "$work/odbc" "$work/sqlite"
 odbc_driver() { find /usr/lib -name "$1" 2>/dev/null | head -n 1; }
 cat > "$work/odbc/odbcinst.ini" <<EOF
 [PostgreSQL Unicode]
@@ -31,10 +42,11 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=127.0.0.1" \
     -keyout "$work/ssl/server.key" -out "$work/ssl/server.crt" 2>/dev/null
 chmod 600 "$work/ssl/server.key"
 chmod 755 "$work"
-if [ "$(id -u)" = 0 ]; then chown -R postgres: "$work/sock" "$work/ssl"; fi
+if [ "$(id -u)" = 0 ]; then chown -R postgres: "$work/sock" "$work/ssl" "$work/run"; fi
 pg_virtualenv -t \
     -o "listen_addresses=127.0.0.1 " \
     -o "unix_socket_directories=$work/sock" \
+    -o "external_pid_file=$work/run/postgres.pid" \
     -o "max_connections=400" \
     -o "fsync=off" \
     -o "ssl_cert_file=$work/ssl/server.crt" \
@@ -54,4 +66,6 @@ pg_virtualenv -t \
         done
         CONNPOOL_TEST_ODBC_PG="odbc:Driver={PostgreSQL Unicode};Server=127.0.0.1;Port=$PGPORT;Database=$PGDATABASE;UID=$PGUSER;PWD=$PGPASSWORD"
         export CONNPOOL_TEST_ODBC_PG
+        CONNPOOL_TEST_PGCTL="pg_ctlcluster $PGVERSION regress"
+        export CONNPOOL_TEST_PGCTL
         exec "$@"' with-postgres "$@"
