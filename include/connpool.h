@@ -419,7 +419,8 @@ typedef struct pool_stats {
     int64_t waits_total;      /* checkouts that had to wait (whatever the outcome) */
     int64_t wait_le_us[POOL_WAIT_BUCKETS]; /* waits that took <= POOL_WAIT_BUCKET_US[i] */
     int64_t pings_total;      /* round-trip pings made at checkout */
-    int64_t dead_total;       /* connections found dead: at checkout, by ping, at checkin */
+    int64_t dead_total;       /* connections found dead: at checkout, by ping, at checkin,
+                                 or hung up while idle (seen by the maintenance thread) */
     int64_t recycled_total;   /* closed for being older than pool_recycle */
     int64_t idle_closed_total; /* closed by idle_timeout */
     int64_t invalidated_total; /* closed after pool_invalidate(), pool_report_error() or a hook */
