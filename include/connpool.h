@@ -63,6 +63,7 @@ extern "C" {
 
 typedef struct pool_s pool_t;             /* a pool of connections to one database */
 typedef struct pool_lease_s pool_lease_t; /* one checked-out connection */
+typedef struct pool_result_s pool_result_t; /* the result of pool_query() */
 
 /* Status codes. Append-only: a code is never renumbered or reused. */
 typedef enum pool_status {
@@ -78,8 +79,10 @@ typedef enum pool_status {
     POOL_ENOTSUP = -9,   /* the connection string names a connector not built in */
     POOL_EFORKED = -10,  /* the lease's connection was inherited across fork: unusable here */
     POOL_ETOOMANYWAITERS = -11, /* max_waiting threads wait already: not queued (since 1.1) */
-    POOL_ERANGE = -12    /* the caller's buffer is too small; the size needed is returned
+    POOL_ERANGE = -12,   /* the caller's buffer is too small; the size needed is returned
                             (since 1.1) */
+    POOL_EQUERY = -13    /* the statement failed: pool_last_error() has the driver's message,
+                            pool_last_sqlstate() its SQLSTATE (since 1.1) */
 } pool_status;
 
 /*
@@ -323,6 +326,53 @@ CONNPOOL_API int pool_scope_release(pool_t *pool);
  * POOL_EFORKED. Thread-safety: the lease's thread. Since 1.1.
  */
 CONNPOOL_API int pool_report_error(pool_lease_t *lease, const char *sqlstate);
+
+/* ---------------------------------------------------------------- queries */
+
+/*
+ * A small, backend-neutral way to run a statement on a lease, for bindings and small
+ * programs: text in, text out. Not a driver: no types beyond text, no cursors, no
+ * streaming (the whole result is in memory). pool_lease_native() stays available for the rest.
+ */
+
+/**
+ * Run one SQL statement on a lease, with `nparams` positional text parameters ($1, $2... for
+ * libpq; ? for ODBC); a NULL entry is SQL NULL. Parameters are passed to the driver
+ * separately from the text (libpq's PQexecParams, ODBC's bound SQL_C_CHAR parameters), never
+ * interpolated.
+ * Returns POOL_OK and stores the result in *out (free it with pool_result_free()).
+ * Errors:  POOL_EQUERY: the statement failed; the message is the driver's and
+ *          pool_last_sqlstate() gives its SQLSTATE. The lease is still usable, unless the
+ *          connection was lost (SQLSTATE class 08, or a server shutdown code; the message says
+ *          so): then the lease is invalidated, every older connection retired as by
+ *          pool_report_error(), and it must be checked in.
+ *          POOL_EINVAL (NULL, nparams < 0, params NULL with nparams > 0), POOL_ESTATE,
+ *          POOL_EFORKED, POOL_ENOTSUP (a custom connector), POOL_ENOMEM. *out is NULL on error.
+ * Thread-safety: the lease's thread. Since 1.1.
+ */
+CONNPOOL_API int pool_query(pool_result_t **out, pool_lease_t *lease, const char *sql,
+                            int nparams, const char *const *params);
+
+/** Rows in the result (0 for a statement that returns none). Since 1.1. */
+CONNPOOL_API int64_t pool_result_rows(const pool_result_t *result);
+/** Columns in the result. Since 1.1. */
+CONNPOOL_API int pool_result_columns(const pool_result_t *result);
+/** The name of column `column` (from 0), or NULL if out of range. Owned by the result.
+ *  Since 1.1. */
+CONNPOOL_API const char *pool_result_column_name(const pool_result_t *result, int column);
+/** The value at (row, column) as UTF-8 text, or NULL for SQL NULL or out of range (tell them
+ *  apart with pool_result_rows()/pool_result_columns()). Owned by the result. Since 1.1. */
+CONNPOOL_API const char *pool_result_value(const pool_result_t *result, int64_t row,
+                                           int column);
+/** Rows the statement inserted, updated or deleted, or -1 if the driver does not say.
+ *  Since 1.1. */
+CONNPOOL_API int64_t pool_result_affected(const pool_result_t *result);
+/** Free a result; NULL is a no-op. Since 1.1. */
+CONNPOOL_API void pool_result_free(pool_result_t *result);
+
+/** The SQLSTATE of this thread's last failed pool_query() (five characters), or "" if the
+ *  last call did not fail with one. Same lifetime as pool_last_error(). Since 1.1. */
+CONNPOOL_API const char *pool_last_sqlstate(void);
 
 /* ---------------------------------------------------------------- lifecycle and hooks */
 

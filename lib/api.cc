@@ -3,6 +3,8 @@
 #include "connpool.h"
 
 #include <cstring>
+#include <memory>
+#include <vector>
 
 #include "connector.hh"
 #include "error.hh"
@@ -136,6 +138,54 @@ int pool_report_error(pool_lease_t *lease, const char *sqlstate) {
     return POOL_OK;
   });
 }
+
+}  // extern "C"
+
+// What pool_query() hands out: the connector's result, owned by the caller.
+struct pool_result_s {
+  connpool::query_result r;
+};
+
+extern "C" {
+
+int pool_query(pool_result_t **out, pool_lease_t *lease, const char *sql, int nparams,
+               const char *const *params) {
+  connpool::clear_error();
+  if (!out) return connpool::set_error(POOL_EINVAL, "out is NULL");
+  *out = nullptr;
+  return guard([&] {
+    if (!sql) throw connpool::error(POOL_EINVAL, "sql is NULL");
+    if (nparams < 0 || (nparams > 0 && !params))
+      throw connpool::error(POOL_EINVAL, "nparams is negative, or params is NULL");
+    std::vector<const char *> values(params, params + nparams);
+    auto result = std::make_unique<pool_result_s>();
+    result->r = connpool::pool::query(lease, sql, values);
+    *out = result.release();
+    return int(POOL_OK);
+  });
+}
+
+int64_t pool_result_rows(const pool_result_t *result) { return result ? result->r.rows : 0; }
+int pool_result_columns(const pool_result_t *result) { return result ? result->r.columns : 0; }
+int64_t pool_result_affected(const pool_result_t *result) {
+  return result ? result->r.affected : -1;
+}
+
+const char *pool_result_column_name(const pool_result_t *result, int column) {
+  if (!result || column < 0 || column >= result->r.columns) return nullptr;
+  return result->r.names[size_t(column)].c_str();
+}
+
+const char *pool_result_value(const pool_result_t *result, int64_t row, int column) {
+  if (!result || row < 0 || row >= result->r.rows || column < 0 || column >= result->r.columns)
+    return nullptr;
+  size_t i = size_t(row) * size_t(result->r.columns) + size_t(column);
+  return result->r.nulls[i] ? nullptr : result->r.values[i].c_str();
+}
+
+void pool_result_free(pool_result_t *result) { delete result; }
+
+const char *pool_last_sqlstate(void) { return connpool::last_sqlstate(); }
 
 int pool_reset(pool_t *pool) {
   connpool::clear_error();

@@ -6,6 +6,12 @@
 
 namespace connpool {
 
+bool means_server_gone(const char *sqlstate) noexcept {
+  return std::strncmp(sqlstate, "08", 2) == 0 || std::strcmp(sqlstate, "57P01") == 0 ||
+         std::strcmp(sqlstate, "57P02") == 0 || std::strcmp(sqlstate, "57P03") == 0 ||
+         std::strcmp(sqlstate, "25006") == 0;
+}
+
 std::unique_ptr<connector> make_connector(const char *conninfo, const options &opts) {
   if (std::strncmp(conninfo, "postgresql://", 13) == 0 ||
       std::strncmp(conninfo, "postgres://", 11) == 0)

@@ -5,6 +5,7 @@
 #define CONNPOOL_CONNECTOR_HH
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,6 +16,16 @@
 namespace connpool {
 
 using clock = std::chrono::steady_clock;
+
+// A statement's whole result, as text (pool_query).
+struct query_result {
+  std::vector<std::string> names;
+  std::vector<std::string> values;  // row-major
+  std::vector<bool> nulls;          // row-major, parallel to values
+  int64_t rows = 0;
+  int columns = 0;
+  int64_t affected = -1;
+};
 
 class connector {
  public:
@@ -37,7 +48,16 @@ class connector {
   // socket, if known, already points at /dev/null). A connector that cannot promise that
   // leaves the connection alone: leaking it is the only safe way.
   virtual void discard_inherited(void *handle) noexcept = 0;
+  // Runs one statement with text parameters (nullptr = SQL NULL). A failed statement throws
+  // error(POOL_EQUERY, the driver's message, its SQLSTATE), SQLSTATE class 08 if the
+  // connection is lost.
+  virtual query_result query(void *handle, const char *sql,
+                             const std::vector<const char *> &params) = 0;
 };
+
+// SQLSTATEs that mean the server went away or changed role: every connection opened before
+// the error is suspect (pool_report_error).
+bool means_server_gone(const char *sqlstate) noexcept;
 
 // libpq; throws error(POOL_EINVAL) for a conninfo libpq cannot parse.
 std::unique_ptr<connector> make_pq_connector(const char *conninfo);

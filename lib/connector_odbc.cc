@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <strings.h>
 
 #include "connector.hh"
@@ -172,6 +173,66 @@ class odbc_connector final : public connector {
     return ok && !dead(handle);
   }
 
+  query_result query(void *handle, const char *sql,
+                     const std::vector<const char *> &params) override {
+    fork_guard::connect_gate gate;
+    SQLHSTMT stmt = SQL_NULL_HSTMT;
+    if (!SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_STMT, handle, &stmt)))
+      throw failure(SQL_HANDLE_DBC, handle);
+    std::unique_ptr<void, void (*)(void *)> guard(
+        stmt, [](void *h) { SQLFreeHandle(SQL_HANDLE_STMT, h); });
+    std::vector<SQLLEN> lengths(params.size());
+    for (size_t i = 0; i < params.size(); i++) {
+      lengths[i] = params[i] ? SQL_NTS : SQL_NULL_DATA;
+      SQLULEN size = params[i] ? std::max<SQLULEN>(1, std::strlen(params[i])) : 1;
+      SQLRETURN rc = SQLBindParameter(stmt, SQLUSMALLINT(i + 1), SQL_PARAM_INPUT, SQL_C_CHAR,
+                                      SQL_VARCHAR, size, 0, const_cast<char *>(params[i]), 0,
+                                      &lengths[i]);
+      if (!SQL_SUCCEEDED(rc)) throw failure(SQL_HANDLE_STMT, stmt);
+    }
+    SQLRETURN rc = SQLExecDirect(stmt, reinterpret_cast<SQLCHAR *>(const_cast<char *>(sql)),
+                                 SQL_NTS);
+    if (!SQL_SUCCEEDED(rc) && rc != SQL_NO_DATA) throw failure(SQL_HANDLE_STMT, stmt, handle);
+    query_result r;
+    SQLSMALLINT columns = 0;
+    SQLNumResultCols(stmt, &columns);
+    r.columns = columns;
+    SQLLEN affected = -1;
+    if (columns == 0 && SQL_SUCCEEDED(SQLRowCount(stmt, &affected))) r.affected = affected;
+    for (SQLUSMALLINT c = 1; c <= columns; c++) {
+      SQLCHAR name[256] = "";
+      SQLSMALLINT len = 0;
+      SQLColAttribute(stmt, c, SQL_DESC_NAME, name, sizeof name, &len, nullptr);
+      r.names.emplace_back(reinterpret_cast<char *>(name));
+    }
+    while (columns > 0 && (rc = SQLFetch(stmt)) != SQL_NO_DATA) {
+      if (!SQL_SUCCEEDED(rc)) throw failure(SQL_HANDLE_STMT, stmt, handle);
+      for (SQLUSMALLINT c = 1; c <= columns; c++) {
+        std::string value;
+        bool null = false;
+        for (;;) {  // in pieces: a value may be longer than the buffer
+          char piece[4096];
+          SQLLEN len = 0;
+          rc = SQLGetData(stmt, c, SQL_C_CHAR, piece, sizeof piece, &len);
+          if (rc == SQL_NO_DATA) break;
+          if (!SQL_SUCCEEDED(rc)) throw failure(SQL_HANDLE_STMT, stmt, handle);
+          if (len == SQL_NULL_DATA) {
+            null = true;
+            break;
+          }
+          bool more = rc == SQL_SUCCESS_WITH_INFO &&
+                      (len == SQL_NO_TOTAL || len >= SQLLEN(sizeof piece));
+          value.append(piece, more ? sizeof piece - 1 : size_t(len));
+          if (!more) break;
+        }
+        r.nulls.push_back(null);
+        r.values.push_back(std::move(value));
+      }
+      r.rows++;
+    }
+    return r;
+  }
+
   // ODBC exposes no socket: an inherited connection cannot be neutralised, only abandoned.
   int socket(void *) noexcept override { return -1; }
 
@@ -181,6 +242,20 @@ class odbc_connector final : public connector {
   void discard_inherited(void *) noexcept override {}
 
  private:
+  // A failed statement: the first diagnostic record's SQLSTATE (class 08 also when the
+  // driver flags the connection dead), and every record's text.
+  error failure(SQLSMALLINT type, SQLHANDLE handle, SQLHDBC dbc = SQL_NULL_HDBC) const {
+    SQLCHAR state[6] = "";
+    SQLINTEGER native = 0;
+    SQLSMALLINT len = 0;
+    SQLCHAR text[8];
+    SQLGetDiagRec(type, handle, 1, state, &native, text, sizeof text, &len);
+    std::string sqlstate = reinterpret_cast<char *>(state);
+    if (dbc != SQL_NULL_HDBC && dead(dbc) && sqlstate.compare(0, 2, "08") != 0)
+      sqlstate = "08006";
+    return error(POOL_EQUERY, diagnostics(type, handle, secrets_), sqlstate);
+  }
+
   static bool dead(SQLHDBC dbc) {
     SQLUINTEGER dead = SQL_CD_FALSE;
     SQLRETURN rc = SQLGetConnectAttr(dbc, SQL_ATTR_CONNECTION_DEAD, &dead, 0, nullptr);

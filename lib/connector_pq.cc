@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 
 #include "connector.hh"
 #include "error.hh"
@@ -129,6 +130,39 @@ class pq_connector final : public connector {
   }
 
   int socket(void *handle) noexcept override { return PQsocket(static_cast<PGconn *>(handle)); }
+
+  query_result query(void *handle, const char *sql,
+                     const std::vector<const char *> &params) override {
+    auto *conn = static_cast<PGconn *>(handle);
+    std::unique_ptr<PGresult, void (*)(PGresult *)> res(
+        PQexecParams(conn, sql, int(params.size()), nullptr, params.data(), nullptr, nullptr, 0),
+        PQclear);
+    ExecStatusType status = res ? PQresultStatus(res.get()) : PGRES_FATAL_ERROR;
+    if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK && status != PGRES_EMPTY_QUERY) {
+      const char *state = res ? PQresultErrorField(res.get(), PG_DIAG_SQLSTATE) : nullptr;
+      std::string why = trimmed(res ? PQresultErrorMessage(res.get()) : PQerrorMessage(conn));
+      if (why.empty()) why = trimmed(PQerrorMessage(conn));
+      // libpq gives no SQLSTATE for a connection lost on the client's side.
+      std::string sqlstate = state ? state : PQstatus(conn) == CONNECTION_BAD ? "08006" : "";
+      throw error(POOL_EQUERY, scrub(why, secrets_), sqlstate);
+    }
+    query_result r;
+    r.columns = PQnfields(res.get());
+    r.rows = PQntuples(res.get());
+    for (int c = 0; c < r.columns; c++) r.names.emplace_back(PQfname(res.get(), c));
+    r.values.reserve(size_t(r.rows) * size_t(r.columns));
+    r.nulls.reserve(size_t(r.rows) * size_t(r.columns));
+    for (int row = 0; row < r.rows; row++) {
+      for (int c = 0; c < r.columns; c++) {
+        bool null = PQgetisnull(res.get(), row, c);
+        r.nulls.push_back(null);
+        r.values.emplace_back(null ? "" : PQgetvalue(res.get(), row, c));
+      }
+    }
+    const char *affected = PQcmdTuples(res.get());
+    r.affected = affected && *affected ? std::atoll(affected) : -1;
+    return r;
+  }
 
   // Safe only because the socket now points at /dev/null: PQfinish's Terminate message (and
   // TLS close_notify) fail with ENOTSOCK instead of ending the parent's session. Measured to

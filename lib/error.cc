@@ -8,9 +8,19 @@ namespace connpool {
 
 namespace {
 thread_local char message_buf[512];
+thread_local char sqlstate_buf[6];
 }
 
-void clear_error() noexcept { message_buf[0] = '\0'; }
+void clear_error() noexcept {
+  message_buf[0] = '\0';
+  sqlstate_buf[0] = '\0';
+}
+
+void set_sqlstate(const std::string &sqlstate) noexcept {
+  std::snprintf(sqlstate_buf, sizeof sqlstate_buf, "%s", sqlstate.c_str());
+}
+
+const char *last_sqlstate() noexcept { return sqlstate_buf; }
 
 int set_error(int code, const char *message) noexcept {
   std::snprintf(message_buf, sizeof message_buf, "%s", message ? message : "");
@@ -43,7 +53,8 @@ const char *last_error() noexcept { return message_buf; }
   X(POOL_ENOTSUP, "connector not supported")                                    \
   X(POOL_EFORKED, "connection was inherited across fork")                       \
   X(POOL_ETOOMANYWAITERS, "too many threads waiting for a connection")          \
-  X(POOL_ERANGE, "buffer too small")
+  X(POOL_ERANGE, "buffer too small")                                            \
+  X(POOL_EQUERY, "the statement failed")
 
 namespace connpool {
 

@@ -14,18 +14,23 @@ namespace connpool {
 // this thread's message.
 class error : public std::exception {
  public:
-  error(int code, std::string message) : code_(code), message_(std::move(message)) {}
+  error(int code, std::string message, std::string sqlstate = "")
+      : code_(code), message_(std::move(message)), sqlstate_(std::move(sqlstate)) {}
   int code() const noexcept { return code_; }
   const char *what() const noexcept override { return message_.c_str(); }
+  const std::string &sqlstate() const noexcept { return sqlstate_; }
 
  private:
   int code_;
   std::string message_;
+  std::string sqlstate_;  // a failed statement's SQLSTATE, or ""
 };
 
 // This thread's detail message. A fixed buffer: it never allocates and registers no TLS
 // destructor, so reporting an out-of-memory always works and dlclose is never held up.
-void clear_error() noexcept;
+void clear_error() noexcept;  // the message and the SQLSTATE
+void set_sqlstate(const std::string &sqlstate) noexcept;
+const char *last_sqlstate() noexcept;
 int set_error(int code, const char *message) noexcept;  // returns code
 int set_errorf(int code, const char *format, ...) noexcept
     __attribute__((format(printf, 2, 3)));
@@ -41,6 +46,7 @@ int guard(Body &&body) noexcept {
   try {
     return body();
   } catch (const error &e) {
+    set_sqlstate(e.sqlstate());
     return set_error(e.code(), e.what());
   } catch (const std::bad_alloc &) {
     return set_error(POOL_ENOMEM, "out of memory");

@@ -37,14 +37,6 @@ void copy_tag(char (&dst)[lease::tag_size], const char *tag) {
   dst[n] = '\0';
 }
 
-// SQLSTATEs that mean the server went away or changed role: every older connection is
-// suspect.
-bool means_server_gone(const char *sqlstate) {
-  return std::strncmp(sqlstate, "08", 2) == 0 || std::strcmp(sqlstate, "57P01") == 0 ||
-         std::strcmp(sqlstate, "57P02") == 0 || std::strcmp(sqlstate, "57P03") == 0 ||
-         std::strcmp(sqlstate, "25006") == 0;
-}
-
 }  // namespace
 
 clock::time_point coarse_now() noexcept {
@@ -402,6 +394,25 @@ void pool::report_error(pool_lease_t *handle, const char *sqlstate) {
          "SQLSTATE %s: the server went away or changed role; retiring every connection "
          "opened before now (%zu idle closed)",
          sqlstate, closed);
+}
+
+query_result pool::query(pool_lease_t *handle, const char *sql,
+                         const std::vector<const char *> &params) {
+  lease *l = lease_of(handle);
+  if (l->generation != fork_guard::generation())
+    throw error(POOL_EFORKED, "the lease was checked out before fork: its connection belongs to "
+                              "the parent process; check it in to drop it");
+  try {
+    return l->owner->connector_->query(l->handle, sql, params);
+  } catch (const error &e) {
+    if (e.code() != POOL_EQUERY || !means_server_gone(e.sqlstate().c_str())) throw;
+    // The server went away or changed role: as pool_report_error(), and say so.
+    report_error(handle, e.sqlstate().c_str());
+    throw error(POOL_EQUERY,
+                std::string(e.what()) + " (the connection is lost or read-only: check the "
+                                        "lease in; connections older than it are retired)",
+                e.sqlstate());
+  }
 }
 
 void *pool::native(const pool_lease_t *handle) noexcept {

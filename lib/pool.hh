@@ -88,6 +88,8 @@ class pool {
   static void checkin(pool_lease_t *handle, bool allow_scoped = false);
   static void invalidate(pool_lease_t *handle);
   static void report_error(pool_lease_t *handle, const char *sqlstate);
+  static query_result query(pool_lease_t *handle, const char *sql,
+                            const std::vector<const char *> &params);
   static void mark_scoped(pool_lease_t *handle);
   static void *native(const pool_lease_t *handle) noexcept;
   static bool checked_out(const pool_lease_t *handle) noexcept;
