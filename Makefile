@@ -81,7 +81,7 @@ $(B)/connpool.pc: pkgconfig/connpool.pc.in include/connpool.h Makefile
 	$(GEN_PC) > $@
 
 # ---------------------------------------------------------------- tests
-TESTS := test_options test_pool test_pq test_fork test_dlclose_fork test_odbc test_lifecycle test_health
+TESTS := test_options test_pool test_pq test_fork test_dlclose_fork test_odbc test_lifecycle test_health test_query
 TEST_BINS := $(TESTS:%=$(B)/tests/%)
 
 $(B)/tests/%.o: tests/%.c

@@ -348,6 +348,8 @@ CONNPOOL_API int pool_report_error(pool_lease_t *lease, const char *sqlstate);
  *          pool_report_error(), and it must be checked in.
  *          POOL_EINVAL (NULL, nparams < 0, params NULL with nparams > 0), POOL_ESTATE,
  *          POOL_EFORKED, POOL_ENOTSUP (a custom connector), POOL_ENOMEM. *out is NULL on error.
+ * A transaction opened with a BEGIN statement is ended at checkin by reset_on_return, with
+ * ODBC too (where the driver's autocommit mode does not show it).
  * Thread-safety: the lease's thread. Since 1.1.
  */
 CONNPOOL_API int pool_query(pool_result_t **out, pool_lease_t *lease, const char *sql,
@@ -364,8 +366,8 @@ CONNPOOL_API const char *pool_result_column_name(const pool_result_t *result, in
  *  apart with pool_result_rows()/pool_result_columns()). Owned by the result. Since 1.1. */
 CONNPOOL_API const char *pool_result_value(const pool_result_t *result, int64_t row,
                                            int column);
-/** Rows the statement inserted, updated or deleted, or -1 if the driver does not say.
- *  Since 1.1. */
+/** Rows the statement inserted, updated or deleted (INSERT, UPDATE, DELETE, MERGE), or -1
+ *  for other statements and when the driver does not say. Since 1.1. */
 CONNPOOL_API int64_t pool_result_affected(const pool_result_t *result);
 /** Free a result; NULL is a no-op. Since 1.1. */
 CONNPOOL_API void pool_result_free(pool_result_t *result);

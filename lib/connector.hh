@@ -35,7 +35,9 @@ class connector {
   virtual void *open(clock::time_point deadline) = 0;
   virtual void close(void *handle) noexcept = 0;
   // Applies `mode` at checkin; false means the connection is broken and must be closed.
-  virtual bool reset(void *handle, pool_reset_mode mode) noexcept = 0;
+  // ran_queries: query() ran statements on it since its checkout, which may have opened a
+  // transaction (BEGIN as text) that autocommit mode does not show.
+  virtual bool reset(void *handle, pool_reset_mode mode, bool ran_queries) noexcept = 0;
   // False if the connection is known dead without a round trip: the server hung up, or sent
   // something (a termination notice) to a connection nobody was using.
   virtual bool looks_alive(void *handle) noexcept = 0;

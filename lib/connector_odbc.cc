@@ -138,14 +138,19 @@ class odbc_connector final : public connector {
     SQLFreeHandle(SQL_HANDLE_DBC, handle);
   }
 
-  bool reset(void *handle, pool_reset_mode mode) noexcept override {
+  bool reset(void *handle, pool_reset_mode mode, bool ran_queries) noexcept override {
     fork_guard::connect_gate gate;
     if (dead(handle)) return false;
     SQLUINTEGER autocommit = SQL_AUTOCOMMIT_ON;
     if (!SQL_SUCCEEDED(SQLGetConnectAttr(handle, SQL_ATTR_AUTOCOMMIT, &autocommit, 0, nullptr)))
       return false;
-    if (autocommit == SQL_AUTOCOMMIT_ON) return true;  // no transaction can be open
     if (mode == POOL_RESET_NONE) return true;
+    if (autocommit == SQL_AUTOCOMMIT_ON) {
+      // ODBC cannot tell whether a BEGIN sent as text opened a transaction: end it as text.
+      // Outside a transaction the statement fails (SQLite) or warns (PostgreSQL): harmless.
+      if (ran_queries) run_ignoring_errors(handle, mode == POOL_RESET_COMMIT ? "COMMIT" : "ROLLBACK");
+      return !dead(handle);
+    }
     SQLSMALLINT how = mode == POOL_RESET_COMMIT ? SQL_COMMIT : SQL_ROLLBACK;
     if (!SQL_SUCCEEDED(SQLEndTran(SQL_HANDLE_DBC, handle, how))) return false;
     return SQL_SUCCEEDED(SQLSetConnectAttr(handle, SQL_ATTR_AUTOCOMMIT,
@@ -242,6 +247,13 @@ class odbc_connector final : public connector {
   void discard_inherited(void *) noexcept override {}
 
  private:
+  static void run_ignoring_errors(SQLHDBC dbc, const char *sql) {
+    SQLHSTMT stmt = SQL_NULL_HSTMT;
+    if (!SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_STMT, dbc, &stmt))) return;
+    SQLExecDirect(stmt, reinterpret_cast<SQLCHAR *>(const_cast<char *>(sql)), SQL_NTS);
+    SQLFreeHandle(SQL_HANDLE_STMT, stmt);
+  }
+
   // A failed statement: the first diagnostic record's SQLSTATE (class 08 also when the
   // driver flags the connection dead), and every record's text.
   error failure(SQLSMALLINT type, SQLHANDLE handle, SQLHDBC dbc = SQL_NULL_HDBC) const {

@@ -85,7 +85,8 @@ class pq_connector final : public connector {
     PQfinish(static_cast<PGconn *>(handle));
   }
 
-  bool reset(void *handle, pool_reset_mode mode) noexcept override {
+  // libpq knows the transaction status whatever opened it: ran_queries changes nothing.
+  bool reset(void *handle, pool_reset_mode mode, bool) noexcept override {
     auto *conn = static_cast<PGconn *>(handle);
     if (!alive(conn)) return false;
     switch (PQtransactionStatus(conn)) {
@@ -159,8 +160,12 @@ class pq_connector final : public connector {
         r.values.emplace_back(null ? "" : PQgetvalue(res.get(), row, c));
       }
     }
-    const char *affected = PQcmdTuples(res.get());
-    r.affected = affected && *affected ? std::atoll(affected) : -1;
+    // PQcmdTuples also counts the rows a SELECT returned: keep only what was written.
+    const char *command = PQcmdStatus(res.get());
+    bool writes = false;
+    for (const char *verb : {"INSERT ", "UPDATE ", "DELETE ", "MERGE "})
+      writes = writes || std::strncmp(command, verb, std::strlen(verb)) == 0;
+    r.affected = writes ? std::atoll(PQcmdTuples(res.get())) : -1;
     return r;
   }
 

@@ -158,6 +158,7 @@ void pool::lend(lease *l, const char *tag, pid_t thread, clock::time_point now) 
   uint64_t serial = (l->state.load(std::memory_order_relaxed) >> 1) + 1;
   l->invalidated = false;
   l->scoped = false;
+  l->ran_queries = false;
   l->leak_reported = false;
   l->generation = generation_;
   l->lent_at = now;
@@ -342,7 +343,8 @@ void pool::checkin(pool_lease_t *handle, bool allow_scoped) {
     why = close_reason::invalidated;
   if (l->invalidated) why = close_reason::invalidated;
   else if (p->opts_.null_pool) why = close_reason::other;
-  else if (why == close_reason::none && !p->connector_->reset(l->handle, p->opts_.reset))
+  else if (why == close_reason::none &&
+           !p->connector_->reset(l->handle, p->opts_.reset, l->ran_queries))
     why = close_reason::dead;
   p->give_back(l, why, true);
 }
@@ -402,6 +404,7 @@ query_result pool::query(pool_lease_t *handle, const char *sql,
   if (l->generation != fork_guard::generation())
     throw error(POOL_EFORKED, "the lease was checked out before fork: its connection belongs to "
                               "the parent process; check it in to drop it");
+  l->ran_queries = true;
   try {
     return l->owner->connector_->query(l->handle, sql, params);
   } catch (const error &e) {
