@@ -89,7 +89,7 @@ lease *pool::acquire(lock_t &lock, double timeout_s, clock::time_point &deadline
   while (!waiters_head_) {
     clock::time_point now = coarse_now();
     lease *l = idle_.empty() ? nullptr : take_usable_idle(now, to_close);
-    if (l) lend(l, tag, current_thread(), now);
+    if (l) lend(l, tag, holder_thread(), now);
     if (!to_close.empty()) {  // expired idle connections: close them, then look again
       close_unlocked(lock, to_close);
       if (!l && closed_) {
@@ -123,7 +123,7 @@ lease *pool::acquire(lock_t &lock, double timeout_s, clock::time_point &deadline
 
   waiter w;
   w.tag = tag;
-  w.thread = current_thread();
+  w.thread = holder_thread();
   w.prev = waiters_tail_;
   (waiters_tail_ ? waiters_tail_->next : waiters_head_) = &w;
   waiters_tail_ = &w;
@@ -212,7 +212,7 @@ lease *pool::open_for_checkout(clock::time_point deadline, const char *tag) {
     release_if(lock, releasable());
     throw error(POOL_ECLOSED, "pool was disposed while a connection was being opened");
   }
-  lend(l, tag, current_thread(), coarse_now());
+  lend(l, tag, holder_thread(), coarse_now());
   l->fresh = true;
   return l;
 }

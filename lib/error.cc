@@ -7,35 +7,40 @@
 namespace connpool {
 
 namespace {
-thread_local char message_buf[512];
-thread_local char sqlstate_buf[6];
+// One thread_local object: every call clears it, and each thread_local costs a TLS lookup.
+struct thread_error {
+  char message[512];
+  char sqlstate[6];
+};
+thread_local thread_error last;
 }
 
 void clear_error() noexcept {
-  message_buf[0] = '\0';
-  sqlstate_buf[0] = '\0';
+  thread_error &e = last;
+  e.message[0] = '\0';
+  e.sqlstate[0] = '\0';
 }
 
 void set_sqlstate(const std::string &sqlstate) noexcept {
-  std::snprintf(sqlstate_buf, sizeof sqlstate_buf, "%s", sqlstate.c_str());
+  std::snprintf(last.sqlstate, sizeof last.sqlstate, "%s", sqlstate.c_str());
 }
 
-const char *last_sqlstate() noexcept { return sqlstate_buf; }
+const char *last_sqlstate() noexcept { return last.sqlstate; }
 
 int set_error(int code, const char *message) noexcept {
-  std::snprintf(message_buf, sizeof message_buf, "%s", message ? message : "");
+  std::snprintf(last.message, sizeof last.message, "%s", message ? message : "");
   return code;
 }
 
 int set_errorf(int code, const char *format, ...) noexcept {
   va_list ap;
   va_start(ap, format);
-  std::vsnprintf(message_buf, sizeof message_buf, format, ap);
+  std::vsnprintf(last.message, sizeof last.message, format, ap);
   va_end(ap);
   return code;
 }
 
-const char *last_error() noexcept { return message_buf; }
+const char *last_error() noexcept { return last.message; }
 
 }  // namespace connpool
 

@@ -222,9 +222,11 @@ void pool::wait_ready(int64_t timeout_ms) {
   double timeout_s = timeout_ms < 0 ? opts_.pool_timeout_s : double(timeout_ms) / 1000.0;
   clock::time_point deadline = clock::now() + seconds(std::min(timeout_s, 1e8));
   inside_++;
+  ready_waiters_++;
   while (!closed_ && int64_t(idle_.size()) < opts_.min_idle &&
          ready_cv_.wait_until(lock, deadline) != std::cv_status::timeout) {
   }
+  ready_waiters_--;
   bool ready = int64_t(idle_.size()) >= opts_.min_idle;
   if (closed_) {
     release_if(lock, leave_and_check_release());

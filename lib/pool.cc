@@ -108,6 +108,7 @@ void pool::adopt_child() {
   maint_due_ = clock::time_point::max();
   new (&maint_cv_) std::condition_variable();
   new (&ready_cv_) std::condition_variable();
+  ready_waiters_ = 0;
   failures_in_row_ = 0;
   probe_in_flight_ = false;
   opened_total_ = closed_total_ = connect_failures_total_ = 0;
@@ -162,7 +163,7 @@ void pool::lend(lease *l, const char *tag, pid_t thread, clock::time_point now) 
   l->leak_reported = false;
   l->generation = generation_;
   l->lent_at = now;
-  l->thread = thread;
+  l->thread = thread;  // 0 unless leak_threshold: only leak reports name it
   copy_tag(l->tag, tag);
   l->state.store(serial << 1 | 1, std::memory_order_release);
   checked_out_++;
@@ -272,9 +273,12 @@ void pool::give_back(lease *l, close_reason why, bool was_out, bool retry) {
   }
   clock::time_point now = coarse_now();
   bool late = was_out && l->leak_reported;
-  double held_s = std::chrono::duration<double>(now - l->lent_at).count();
+  double held_s = 0;
   char tag[lease::tag_size];
-  std::memcpy(tag, l->tag, sizeof tag);
+  if (late) {
+    held_s = std::chrono::duration<double>(now - l->lent_at).count();
+    std::memcpy(tag, l->tag, sizeof tag);
+  }
 
   if (why == close_reason::none) {
     if (closed_) why = close_reason::other;
@@ -302,7 +306,7 @@ void pool::give_back(lease *l, close_reason why, bool was_out, bool retry) {
       // connections survive a burst (no close-and-reopen churn while demand lasts), and the
       // pool shrinks back to pool_size as the burst's connections come home.
       idle_.push_back(l);
-      ready_cv_.notify_all();
+      if (ready_waiters_) ready_cv_.notify_all();
       if (l->expires < maint_due_) wake_maintenance();  // it closes expired idle ones
     } else {
       why = close_reason::other;

@@ -140,6 +140,10 @@ class pool {
   std::string longest_holders(clock::time_point now) const;          // mu_
   void check_fail_fast();                                             // mu_
   pid_t current_thread() const noexcept;
+  // What a lease records as its holder: the thread id when leak reports need it, else 0.
+  pid_t holder_thread() const noexcept {
+    return opts_.leak_threshold_s > 0 ? current_thread() : 0;
+  }
 
   bool has_capacity() const;          // mu_
   lease *take_idle();                 // mu_
@@ -222,6 +226,7 @@ class pool {
   pthread_t maint_thread_{};
   std::condition_variable maint_cv_;
   std::condition_variable ready_cv_;  // pool_wait_ready: min_idle reached
+  int64_t ready_waiters_ = 0;         // mu_: threads in pool_wait_ready
 
   // mu_: counters for pool_stats_get
   int64_t opened_total_ = 0, closed_total_ = 0, connect_failures_total_ = 0;
