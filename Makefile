@@ -108,7 +108,8 @@ $(B)/tests/headertest-cxx: tests/headertest.c include/connpool.h
 	@mkdir -p $(@D)
 	$(CXX) -x c++ -std=c++11 -pedantic $(WARN) -Iinclude -c -o $@ $<
 
-TEST_ALL := $(TEST_BINS) $(B)/tests/test_scrub $(B)/tests/headertest-c $(B)/tests/headertest-cxx
+TEST_ALL := $(TEST_BINS) $(B)/tests/test_scrub $(B)/tests/headertest-c $(B)/tests/headertest-cxx \
+	$(B)/examples/dlopen_query
 
 # `make check` installs missing Debian packages first, then builds and runs everything
 # against a throwaway PostgreSQL that tests/with-postgres.sh starts and always stops.
@@ -116,12 +117,17 @@ check: deps
 	$(MAKE) check-run
 
 check-run: all $(TEST_ALL) check-abi
-	SAN=$(SAN) tests/with-postgres.sh tests/run-tests.sh $(B) $(TESTS) test_scrub test-install.sh
+	SAN=$(SAN) tests/with-postgres.sh tests/run-tests.sh $(B) $(TESTS) test_scrub test-install.sh test-examples.sh
 
 # ---------------------------------------------------------------- example and benchmark
 $(B)/examples/%: examples/%.c $(B)/libconnpool.so
 	@mkdir -p $(@D)
 	$(CC) -std=c99 $(WARN) -Iinclude $(PQ_CFLAGS) $(CFLAGS) -o $@ $< $(TEST_LDFLAGS) -lconnpool $(PQ_LIBS)
+
+# Uses the library only through dlopen and dlsym, as an FFI does: links libdl, no -lconnpool.
+$(B)/examples/dlopen_query: examples/dlopen_query.c
+	@mkdir -p $(@D)
+	$(CC) -std=c99 $(WARN) $(SAN_FLAGS) $(CFLAGS) -o $@ $< $(LDFLAGS) -ldl
 
 # Runs the example against a throwaway PostgreSQL (the demo issue replaces this).
 example: all $(B)/examples/hello
