@@ -163,8 +163,9 @@ typedef enum pool_reset_mode {
  *    Each connection is opened with autocommit on, and the pool restores that at checkin.
  *  - a "postgresql://" or "postgres://" URI, a libpq "key=value ..." string, or "" (libpq's
  *    PG* environment variables) selects libpq; the string is passed to libpq untouched (connpool only adds defaults the string may override:
- * fallback_application_name=connpool, and gssencmode=disable because a child forked while
- * another thread was inside the GSSAPI library can deadlock on its first connect).
+ * fallback_application_name=connpool, gssencmode=disable because a child forked while
+ * another thread was inside the GSSAPI library can deadlock on its first connect, and since
+ * 1.1 client_encoding=UTF8 unless PGCLIENTENCODING is set, so that text is UTF-8).
  *
  * Returns POOL_OK and stores the pool in *out.
  * Errors:  POOL_EINVAL (NULL out or conninfo, unknown option, bad value, a conninfo libpq
@@ -241,7 +242,8 @@ CONNPOOL_API int pool_dispose(pool_t *pool);
  * opens a connection does so itself, within its own deadline (libpq's connect is abandoned
  * at the deadline), so no connect outlives the checkout that asked for it.
  *
- * timeout_ms: how long to wait; -1 means the pool's pool_timeout, 0 means do not wait.
+ * timeout_ms: how long to wait; -1 means the pool's pool_timeout, 0 means do not wait for
+ * another thread's connection (a connect of its own is still bounded by pool_timeout).
  * Returns POOL_OK and stores the lease in *out.
  * A connection older than pool_recycle, retired by pool_reset(), or found dead (with
  * pool_pre_ping) is closed and replaced within the same deadline, unseen by the caller.

@@ -107,6 +107,10 @@ lease *pool::acquire(lock_t &lock, double timeout_s, clock::time_point &deadline
     opening_++;
     inside_++;
     lock.unlock();
+    // timeout 0 means "do not queue": a connect of its own still gets pool_timeout, or it
+    // could never succeed (and its failures would trip fail-fast for everyone).
+    if (timeout_s <= 0 && deadline == clock::time_point{})
+      deadline = clock::now() + seconds(opts_.pool_timeout_s);
     need_deadline();
     return open_for_checkout(deadline, tag);
   }

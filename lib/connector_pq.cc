@@ -50,8 +50,13 @@ class pq_connector final : public connector {
     // The caller's string comes last, so it overrides every default placed before it.
     // gssencmode=disable: with GSSAPI probing on (libpq's default), a child forked while
     // another thread was inside libgssapi_krb5's global lock deadlocks on its first connect.
-    const char *const keys[] = {"fallback_application_name", "gssencmode", "dbname", nullptr};
-    const char *const values[] = {"connpool", "disable", conninfo_.c_str(), nullptr};
+    // client_encoding=UTF8: pool_query promises UTF-8 text (unless PGCLIENTENCODING asks
+    // for another encoding; the string can override it too).
+    const char *encoding = std::getenv("PGCLIENTENCODING") ? nullptr : "UTF8";
+    // (A NULL value is skipped, like an absent key.)
+    const char *const keys[] = {"fallback_application_name", "gssencmode", "client_encoding",
+                                "dbname", nullptr};
+    const char *const values[] = {"connpool", "disable", encoding, conninfo_.c_str(), nullptr};
     PGconn *conn = PQconnectStartParams(keys, values, 1);
     if (!conn) throw std::bad_alloc();
     PostgresPollingStatusType polling = PGRES_POLLING_WRITING;

@@ -236,6 +236,23 @@ static void exhausted_pool_times_out_with_exact_message(void **state) {
     assert_ok(pool_dispose(pool));
 }
 
+/* timeout 0 means "do not queue", not "connect in no time": a checkout that can open a
+ * connection gives the connect pool_timeout, so it succeeds and no failure is counted. */
+static void a_zero_timeout_checkout_may_still_connect(void **state) {
+    (void)state;
+    pool_t *pool = make_pool("pool_size=1 max_overflow=0 pool_timeout=3");
+    pool_lease_t *lease;
+    assert_ok(pool_checkout(&lease, pool, 0));
+    assert_true(F.last_open_timeout_ms > 1000 && F.last_open_timeout_ms <= 3000);
+    pool_lease_t *second;
+    assert_int_equal(pool_checkout(&second, pool, 0), POOL_ETIMEDOUT); /* full: no waiting */
+    assert_ok(pool_checkin(lease));
+    pool_stats_t st = stats_of(pool);
+    assert_int_equal(st.opened_total, 1);
+    assert_int_equal(st.connect_failures_total, 0);
+    assert_ok(pool_dispose(pool));
+}
+
 static void waiters_are_served_first_come_first_served(void **state) {
     (void)state;
     pool_t *pool = make_pool("pool_size=1 max_overflow=0");
@@ -625,6 +642,7 @@ int main(void) {
         cmocka_unit_test(idle_connection_is_reused),
         cmocka_unit_test(fifo_by_default_lifo_when_asked),
         cmocka_unit_test(exhausted_pool_times_out_with_exact_message),
+        cmocka_unit_test(a_zero_timeout_checkout_may_still_connect),
         cmocka_unit_test(waiters_are_served_first_come_first_served),
         cmocka_unit_test(checkin_hands_off_to_a_waiter_not_a_newcomer),
         cmocka_unit_test(overflow_connections_close_at_checkin),

@@ -329,6 +329,27 @@ static void utf8_text_round_trips(void **state) {
     ctx_done(&c);
 }
 
+/* libpq: connpool asks for client_encoding UTF8 (whatever the database's encoding), unless
+ * the connection string or PGCLIENTENCODING asks for another. */
+static void libpq_text_is_utf8_unless_asked_otherwise(void **state) {
+    struct ctx c;
+    ctx_init(&c, state, "q_encoding");
+    const char *settings[][2] = {{"", "UTF8"}, {" client_encoding=LATIN1", "LATIN1"}};
+    char base[sizeof c.conninfo];
+    snprintf(base, sizeof base, "%s", c.conninfo);
+    for (int i = 0; i < 2; i++) {
+        snprintf(c.conninfo, sizeof c.conninfo, "%s%s", base, settings[i][0]);
+        pool_t *pool = make_pool(&c, "pool_size=1 max_overflow=0");
+        pool_lease_t *lease = checkout(pool);
+        pool_result_t *res = run(&c, lease, "SHOW client_encoding", 0, NULL);
+        assert_value(res, 0, 0, settings[i][1]);
+        pool_result_free(res);
+        assert_ok(pool_checkin(lease));
+        assert_ok(pool_dispose(pool));
+    }
+    ctx_done(&c);
+}
+
 /* Rows, columns, names, NULL against "", and accessors out of range. */
 static void rows_columns_and_null_against_empty(void **state) {
     struct ctx c;
@@ -760,6 +781,7 @@ int main(void) {
         ALL(text_parameters_round_trip_unchanged),
         ALL(long_values_come_back_whole),
         ALL(utf8_text_round_trips),
+        CASE(libpq, libpq_text_is_utf8_unless_asked_otherwise),
         ALL(rows_columns_and_null_against_empty),
         ALL(affected_counts_inserts_updates_and_deletes_exactly),
         ALL(a_select_reports_no_affected_rows),
