@@ -108,6 +108,9 @@ $(B)/tests/headertest-cxx: tests/headertest.c include/connpool.h
 	@mkdir -p $(@D)
 	$(CXX) -x c++ -std=c++11 -pedantic $(WARN) -Iinclude -c -o $@ $<
 
+# Each binding's tests (they skip, saying so, when their toolchain is missing).
+BINDING_TESTS := bindings/python/run-tests.sh
+
 TEST_ALL := $(TEST_BINS) $(B)/tests/test_scrub $(B)/tests/headertest-c $(B)/tests/headertest-cxx \
 	$(B)/examples/dlopen_query
 
@@ -117,7 +120,8 @@ check: deps
 	$(MAKE) check-run
 
 check-run: all $(TEST_ALL) check-abi
-	SAN=$(SAN) tests/with-postgres.sh tests/run-tests.sh $(B) $(TESTS) test_scrub test-install.sh test-examples.sh
+	SAN=$(SAN) tests/with-postgres.sh tests/run-tests.sh $(B) $(TESTS) test_scrub test-install.sh test-examples.sh \
+		$(BINDING_TESTS)
 
 # ---------------------------------------------------------------- example and benchmark
 $(B)/examples/%: examples/%.c $(B)/libconnpool.so

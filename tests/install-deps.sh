@@ -1,9 +1,9 @@
 #!/bin/sh
 # Installs, by name, the Debian packages that the build and the tests need and that are
-# missing (prometheus only for promtool, which lints the metrics text). Does nothing when all
-# are there (so `make check` can always call it).
+# missing (prometheus only for promtool, which lints the metrics text; python3-pytest for the
+# Python binding's tests). Does nothing when all are there (so `make check` can always call it).
 set -eu
-packages="g++ make gawk pkg-config openssl libpq-dev libcmocka-dev postgresql postgresql-common unixodbc unixodbc-dev odbc-postgresql libsqliteodbc prometheus"
+packages="g++ make gawk pkg-config openssl libpq-dev libcmocka-dev postgresql postgresql-common unixodbc unixodbc-dev odbc-postgresql libsqliteodbc prometheus python3 python3-pytest"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"

@@ -1,7 +1,8 @@
 #!/bin/sh
-# run-tests.sh BUILD_DIR TEST...: runs each test (a binary in BUILD_DIR/tests, or a script
-# tests/NAME.sh given BUILD_DIR), reports every failure, and exits non-zero if any failed: a
-# crash in one test does not hide the others.
+# run-tests.sh BUILD_DIR TEST...: runs each test (a binary in BUILD_DIR/tests, a script
+# tests/NAME.sh, or a path to a binding's run-tests.sh, the scripts given BUILD_DIR), reports
+# every failure, and exits non-zero if any failed: a crash in one test does not hide the
+# others.
 set -u
 # Sanitizer settings for SAN builds (ignored otherwise):
 # - LSan: suppress only third-party leaks, each explained in the file.
@@ -16,6 +17,7 @@ failed=""
 for t in "$@"; do
     echo "=== $t"
     case $t in
+        */*) "$t" "$dir" ;;  # a binding's test script: bindings/NAME/run-tests.sh
         *.sh) tests/"$t" "$dir" ;;
         *) "$dir/tests/$t" ;;
     esac || failed="$failed $t"
