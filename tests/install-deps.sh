@@ -8,6 +8,10 @@ missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
 done
+# Toolchains for the bindings, by command: a machine may have them from elsewhere (NodeSource's
+# nodejs, rustup's cargo), and Debian's packages would conflict with those.
+command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || missing="$missing nodejs npm"
+command -v cargo >/dev/null 2>&1 || missing="$missing cargo"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
     echo "install-deps: missing Debian packages:$missing (run 'make deps' as root)" >&2
