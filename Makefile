@@ -109,7 +109,7 @@ $(B)/tests/headertest-cxx: tests/headertest.c include/connpool.h
 	$(CXX) -x c++ -std=c++11 -pedantic $(WARN) -Iinclude -c -o $@ $<
 
 # Each binding's tests (they skip, saying so, when their toolchain is missing).
-BINDING_TESTS := bindings/python/run-tests.sh bindings/node/run-tests.sh
+BINDING_TESTS := bindings/python/run-tests.sh bindings/node/run-tests.sh bindings/rust/run-tests.sh
 
 TEST_ALL := $(TEST_BINS) $(B)/tests/test_scrub $(B)/tests/headertest-c $(B)/tests/headertest-cxx \
 	$(B)/examples/dlopen_query
