@@ -1063,6 +1063,74 @@ static void the_log_hook_reports_connect_failures_without_the_password(void **st
     pthread_mutex_destroy(&c.mu);
 }
 
+/* A forked child uses a pool whose maintenance thread runs in the parent: the thread does
+ * not exist in the child, so the child's first call starts its own, which opens min_idle
+ * connections of the child's; the parent's idle sessions are never touched, and its own
+ * maintenance thread goes on. Child's pool_dispose joins the child's thread. */
+struct fork_min_idle {
+    pool_t *pool;
+    int parent_pids[MIN_IDLE];
+};
+
+static int child_uses_min_idle_pool(void *p) {
+    struct fork_min_idle *a = p;
+    int rc = pool_wait_ready(a->pool, SERVER_WAIT_MS);
+    CHILD_REQUIRE(rc == POOL_OK, "pool_wait_ready: %s: %s", pool_error_name(rc), pool_last_error());
+    pool_stats_t st = {.size = sizeof st};
+    CHILD_REQUIRE(pool_stats_get(a->pool, &st) == POOL_OK, "pool_stats_get");
+    CHILD_REQUIRE(st.inherited_total == MIN_IDLE, "inherited_total %lld", (long long)st.inherited_total);
+    CHILD_REQUIRE(st.idle == MIN_IDLE && st.opened_total == MIN_IDLE, "idle %lld opened %lld",
+                  (long long)st.idle, (long long)st.opened_total);
+    pool_lease_t *lease;
+    rc = pool_checkout(&lease, a->pool, SERVER_WAIT_MS);
+    CHILD_REQUIRE(rc == POOL_OK, "pool_checkout: %s", pool_last_error());
+    int pid = PQbackendPID(pool_lease_native(lease));
+    for (int i = 0; i < MIN_IDLE; i++)
+        CHILD_REQUIRE(pid != a->parent_pids[i], "the child got the parent's backend %d", pid);
+    CHILD_REQUIRE(pool_checkin(lease) == POOL_OK, "pool_checkin: %s", pool_last_error());
+    rc = pool_dispose(a->pool);
+    CHILD_REQUIRE(rc == POOL_OK, "pool_dispose: %s", pool_last_error());
+    return 0;
+}
+
+static void a_forked_child_runs_its_own_maintenance_and_leaves_the_parents_alone(void **state) {
+    (void)state;
+    char app[64], options[128];
+    app_name(app, sizeof app, "health_fork_min_idle");
+    snprintf(options, sizeof options, "pool_size=4 max_overflow=0 min_idle=%d idle_timeout=60",
+             MIN_IDLE);
+    PGconn *monitor = monitor_connect();
+    pool_t *pool = pq_pool_with(app, "sslmode=require", options);
+    assert_ok(pool_wait_ready(pool, SERVER_WAIT_MS));
+    await_sessions(monitor, app, MIN_IDLE);
+    struct fork_min_idle a = {pool, {0}};
+    assert_int_equal(backends_named(monitor, app, a.parent_pids, MIN_IDLE), MIN_IDLE);
+
+    for (int kind = VIA_FORK; kind <= VIA__FORK; kind++) {
+        struct outcome o = run_child((enum fork_kind)kind, child_uses_min_idle_pool, &a, END__EXIT);
+        assert_child_ok(&o, fork_name((enum fork_kind)kind));
+        await_sessions(monitor, app, MIN_IDLE); /* the child's sessions are gone */
+        for (int i = 0; i < MIN_IDLE; i++) assert_true(backend_exists(monitor, a.parent_pids[i]));
+    }
+    /* the parent's connections are the same ones, and they answer */
+    pool_lease_t *leases[MIN_IDLE];
+    for (int i = 0; i < MIN_IDLE; i++) {
+        leases[i] = checkout(pool);
+        int pid = PQbackendPID(pool_lease_native(leases[i]));
+        int known = 0;
+        for (int j = 0; j < MIN_IDLE; j++) known |= pid == a.parent_pids[j];
+        assert_true(known);
+        assert_int_equal(query_int(pool_lease_native(leases[i]), "SELECT 1"), 1);
+    }
+    for (int i = 0; i < MIN_IDLE; i++) assert_ok(pool_checkin(leases[i]));
+    pool_stats_t st = stats_of(pool);
+    assert_int_equal(st.opened_total, MIN_IDLE);
+    assert_int_equal(st.closed_total, 0);
+    assert_ok(pool_dispose(pool));
+    await_sessions(monitor, app, 0);
+    PQfinish(monitor);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     install_parent_watchdog();
@@ -1076,6 +1144,7 @@ int main(void) {
         T(a_connection_past_pool_recycle_is_replaced_at_checkout),
         T(idle_connections_expire_at_spread_out_times),
         T(idle_timeout_shrinks_to_min_idle_and_min_idle_refills_after_a_kill),
+        T(a_forked_child_runs_its_own_maintenance_and_leaves_the_parents_alone),
         T(on_connect_sets_up_every_session_and_its_failure_fails_the_connect),
         T(reporting_a_failover_sqlstate_retires_older_connections_only),
         T(the_log_hook_reports_connect_failures_without_the_password),
