@@ -1095,6 +1095,12 @@ static int child_uses_min_idle_pool(void *p) {
 
 static void a_forked_child_runs_its_own_maintenance_and_leaves_the_parents_alone(void **state) {
     (void)state;
+#ifdef __SANITIZE_THREAD__
+    /* TSan never learns that the parent's maintenance thread is gone in the child, and glibc
+     * gives the child's new thread that thread's stack, hence its id: TSan aborts the child
+     * ("dup thread with used id"). A limit of the tool, not of the pool. */
+    skip();
+#endif
     char app[64], options[128];
     app_name(app, sizeof app, "health_fork_min_idle");
     snprintf(options, sizeof options, "pool_size=4 max_overflow=0 min_idle=%d idle_timeout=60",
