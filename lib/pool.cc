@@ -146,10 +146,6 @@ lease *pool::lease_of(const pool_lease_t *handle) {
   return l;
 }
 
-bool pool::checked_out(const pool_lease_t *handle) noexcept {
-  return checked_out_lease(handle) != nullptr;
-}
-
 bool pool::has_capacity() const {
   if (opts_.null_pool || opts_.max_overflow < 0) return true;
   return open_ + opening_ < int64_t(opts_.pool_size) + opts_.max_overflow;

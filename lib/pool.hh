@@ -93,7 +93,6 @@ class pool {
                             const std::vector<const char *> &params);
   static void mark_scoped(pool_lease_t *handle);
   static void *native(const pool_lease_t *handle) noexcept;
-  static bool checked_out(const pool_lease_t *handle) noexcept;
   // POOL_OK if released now, POOL_EBUSY (message set) if leases are still out.
   int dispose();
   void reset();
