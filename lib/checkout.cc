@@ -30,7 +30,7 @@ pool_lease_t *pool::checkout(int64_t timeout_ms, const char *tag) {
   // Capped at about three years, far inside the clock's range.
   double timeout_s = timeout_ms < 0 ? opts_.pool_timeout_s : double(timeout_ms) / 1000.0;
   timeout_s = std::min(timeout_s, 1e8);
-  clock::time_point deadline{};  // read off the fast path only: an idle connection needs none
+  lazy_deadline deadline(timeout_s > 0 ? timeout_s : opts_.pool_timeout_s);
   handles to_close;
   int rejections = 0;
   bool inside = false;  // counted in inside_ between tries
@@ -50,12 +50,11 @@ pool_lease_t *pool::checkout(int64_t timeout_ms, const char *tag) {
     lease *l = acquire(lock, timeout_s, deadline, tag, to_close);  // returns unlocked
     close_reason why = close_reason::none;
     if (!l->fresh && opts_.pre_ping) {
-      if (deadline == clock::time_point{}) deadline = clock::now() + seconds(timeout_s);
       bool alive = connector_->looks_alive(l->handle);
       if (alive && coarse_now() - l->idle_since >= seconds(opts_.pre_ping_interval_s)) {
         pings_total_.fetch_add(1, std::memory_order_relaxed);
         alive = connector_->ping(
-            l->handle, std::min(deadline, clock::now() + seconds(opts_.ping_timeout_s)));
+            l->handle, std::min(deadline.get(), clock::now() + seconds(opts_.ping_timeout_s)));
       }
       if (!alive) why = close_reason::dead;
     }
@@ -80,11 +79,8 @@ pool_lease_t *pool::checkout(int64_t timeout_ms, const char *tag) {
 
 // With mu_ held; returns a lease lent to this thread with mu_ released, or throws with mu_
 // released.
-lease *pool::acquire(lock_t &lock, double timeout_s, clock::time_point &deadline,
-                     const char *tag, handles &to_close) {
-  auto need_deadline = [&] {
-    if (deadline == clock::time_point{}) deadline = clock::now() + seconds(timeout_s);
-  };
+lease *pool::acquire(lock_t &lock, double timeout_s, lazy_deadline &deadline, const char *tag,
+                     handles &to_close) {
   // No barging: while anyone waits, newcomers queue behind them.
   while (!waiters_head_) {
     clock::time_point now = coarse_now();
@@ -107,12 +103,7 @@ lease *pool::acquire(lock_t &lock, double timeout_s, clock::time_point &deadline
     opening_++;
     inside_++;
     lock.unlock();
-    // timeout 0 means "do not queue": a connect of its own still gets pool_timeout, or it
-    // could never succeed (and its failures would trip fail-fast for everyone).
-    if (timeout_s <= 0 && deadline == clock::time_point{})
-      deadline = clock::now() + seconds(opts_.pool_timeout_s);
-    need_deadline();
-    return open_for_checkout(deadline, tag);
+    return open_for_checkout(deadline.get(), tag);
   }
 
   if (timeout_s <= 0) throw_timeout(timeout_s);
@@ -123,7 +114,7 @@ lease *pool::acquire(lock_t &lock, double timeout_s, clock::time_point &deadline
                     " threads are waiting for a connection already; not queued");
   }
   clock::time_point start = clock::now();
-  need_deadline();
+  clock::time_point until = deadline.get();  // timeout_s > 0 here: the queue's own deadline
 
   waiter w;
   w.tag = tag;
@@ -134,7 +125,7 @@ lease *pool::acquire(lock_t &lock, double timeout_s, clock::time_point &deadline
   w.linked = true;
   waiting_++;
   inside_++;
-  while (!w.done() && w.cv.wait_until(lock, deadline) != std::cv_status::timeout) {
+  while (!w.done() && w.cv.wait_until(lock, until) != std::cv_status::timeout) {
   }
   if (w.linked) unlink(&w);
   int64_t waited = micros_between(start, clock::now());
@@ -149,7 +140,7 @@ lease *pool::acquire(lock_t &lock, double timeout_s, clock::time_point &deadline
     lock.unlock();
     return w.handed;
   }
-  if (w.may_open && clock::now() < deadline) {
+  if (w.may_open && clock::now() < until) {
     try {
       check_fail_fast();
     } catch (...) {
@@ -160,7 +151,7 @@ lease *pool::acquire(lock_t &lock, double timeout_s, clock::time_point &deadline
       throw;
     }
     lock.unlock();
-    return open_for_checkout(deadline, tag);
+    return open_for_checkout(until, tag);
   }
   if (w.may_open) {  // granted just as the deadline passed: pass the slot on
     opening_--;

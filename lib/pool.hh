@@ -129,8 +129,27 @@ class pool {
   static lease *lease_of(const pool_lease_t *handle);  // throws unless checked out
   static pool_lease_t *encode(lease *l) noexcept;
 
+  // A checkout's deadline for its own I/O and its wait, read from the clock only when first
+  // needed (an idle connection needs none). A checkout that may not queue (timeout 0) still
+  // gives a connect or a ping of its own pool_timeout: "do not wait for another thread's
+  // connection" is not "talk to the server in no time".
+  class lazy_deadline {
+   public:
+    explicit lazy_deadline(double seconds) : seconds_(seconds) {}
+    clock::time_point get() {
+      if (at_ == clock::time_point{})
+        at_ = clock::now() + std::chrono::duration_cast<clock::duration>(
+                                 std::chrono::duration<double>(seconds_));
+      return at_;
+    }
+
+   private:
+    double seconds_;
+    clock::time_point at_{};
+  };
+
   // Checkout, in steps (checkout.cc).
-  lease *acquire(lock_t &lock, double timeout_s, clock::time_point &deadline, const char *tag,
+  lease *acquire(lock_t &lock, double timeout_s, lazy_deadline &deadline, const char *tag,
                  handles &to_close);
   bool passes_checks(lease *l, clock::time_point deadline, int &rejections);
   lease *take_usable_idle(clock::time_point now, handles &to_close);  // mu_

@@ -1063,6 +1063,27 @@ static void the_log_hook_reports_connect_failures_without_the_password(void **st
     pthread_mutex_destroy(&c.mu);
 }
 
+/* A checkout that may not queue (timeout 0) still gives its ping the ping_timeout: a live
+ * idle connection passes its ping and is handed out, not closed as dead. */
+static void a_zero_timeout_checkout_pings_in_earnest(void **state) {
+    (void)state;
+    char app[64];
+    app_name(app, sizeof app, "health_zero_ping");
+    pool_t *pool = pq_pool(app, "pool_size=1 max_overflow=0 pool_pre_ping=true "
+                                "pre_ping_interval=0");
+    pool_lease_t *lease = checkout(pool);
+    int pid = PQbackendPID(pool_lease_native(lease));
+    assert_ok(pool_checkin(lease));
+    assert_ok(pool_checkout(&lease, pool, 0));
+    assert_int_equal(PQbackendPID(pool_lease_native(lease)), pid);
+    assert_ok(pool_checkin(lease));
+    pool_stats_t st = stats_of(pool);
+    assert_int_equal(st.pings_total, 1);
+    assert_int_equal(st.dead_total, 0);
+    assert_int_equal(st.opened_total, 1);
+    assert_ok(pool_dispose(pool));
+}
+
 /* A forked child uses a pool whose maintenance thread runs in the parent: the thread does
  * not exist in the child, so the child's first call starts its own, which opens min_idle
  * connections of the child's; the parent's idle sessions are never touched, and its own
@@ -1151,6 +1172,7 @@ int main(void) {
         T(idle_connections_expire_at_spread_out_times),
         T(idle_timeout_shrinks_to_min_idle_and_min_idle_refills_after_a_kill),
         T(a_forked_child_runs_its_own_maintenance_and_leaves_the_parents_alone),
+        T(a_zero_timeout_checkout_pings_in_earnest),
         T(on_connect_sets_up_every_session_and_its_failure_fails_the_connect),
         T(reporting_a_failover_sqlstate_retires_older_connections_only),
         T(the_log_hook_reports_connect_failures_without_the_password),
