@@ -214,13 +214,18 @@ lease *pool::open_for_checkout(clock::time_point deadline, const char *tag) {
 
 // With fail_fast_after connects failed in a row, a new connect is allowed once per back-off
 // window (the probe); every other checkout that needs one fails at once with the last error.
+bool pool::may_connect(clock::time_point now) {
+  if (opts_.fail_fast_after == 0 || failures_in_row_ < opts_.fail_fast_after) return true;
+  if (now < fail_fast_until_ || probe_in_flight_) return false;
+  probe_in_flight_ = true;  // this connect is the window's one retry
+  return true;
+}
+
 void pool::check_fail_fast() {
+  // Tested here first so that the clock is read only while failing fast.
   if (opts_.fail_fast_after == 0 || failures_in_row_ < opts_.fail_fast_after) return;
   clock::time_point now = clock::now();
-  if (now >= fail_fast_until_ && !probe_in_flight_) {
-    probe_in_flight_ = true;
-    return;
-  }
+  if (may_connect(now)) return;
   fast_fails_total_++;
   char head[160];
   int n = std::snprintf(head, sizeof head,

@@ -180,10 +180,9 @@ clock::time_point pool::maintenance_pass(lock_t &lock) {
   // while a checkout waits (it opens its own), and within the fail-fast rules.
   bool refill = int64_t(idle_.size()) < opts_.min_idle &&
                 open_ + opening_ < opts_.pool_size && has_capacity() && !waiters_head_;
-  if (refill && opts_.fail_fast_after > 0 && failures_in_row_ >= opts_.fail_fast_after) {
-    if (probe_in_flight_) refill = false;  // its end wakes us
-    else if (now < fail_fast_until_) refill = false, due_at(fail_fast_until_);
-    else probe_in_flight_ = true;
+  if (refill && !may_connect(now)) {
+    refill = false;  // the retry's end wakes us, or the window's
+    if (!probe_in_flight_) due_at(fail_fast_until_);
   }
   if (refill) opening_++;
   // Wake up at least once a second while short of min_idle, in case nothing else does (a

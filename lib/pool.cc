@@ -337,14 +337,12 @@ void pool::checkin(pool_lease_t *handle, bool allow_scoped) {
   if (!l->state.compare_exchange_strong(state, state & ~uint64_t(1), std::memory_order_acq_rel))
     throw error(POOL_ESTATE, "lease is not checked out (checked in twice, or not a lease)");
   pool *p = l->owner;
-  close_reason why = close_reason::none;
   const pool_hooks_t &hooks = p->hooks_;
-  if (hooks.on_checkin && hooks.on_checkin(l->handle, hooks.user_data) != 0)
-    why = close_reason::invalidated;
-  if (l->invalidated) why = close_reason::invalidated;
+  bool hook_refuses = hooks.on_checkin && hooks.on_checkin(l->handle, hooks.user_data) != 0;
+  close_reason why = close_reason::none;
+  if (l->invalidated || hook_refuses) why = close_reason::invalidated;
   else if (p->opts_.null_pool) why = close_reason::other;
-  else if (why == close_reason::none &&
-           !p->connector_->reset(l->handle, p->opts_.reset, l->ran_queries))
+  else if (!p->connector_->reset(l->handle, p->opts_.reset, l->ran_queries))
     why = close_reason::dead;
   p->give_back(l, why, true);
 }

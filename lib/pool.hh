@@ -156,7 +156,10 @@ class pool {
   lease *open_for_checkout(clock::time_point deadline, const char *tag);  // inside_ counted
   [[noreturn]] void throw_timeout(double timeout_s);                  // mu_
   std::string longest_holders(clock::time_point now) const;          // mu_
-  void check_fail_fast();                                             // mu_
+  // mu_: whether a new connect may start now (fail-fast); a true answer during fail-fast
+  // makes it the window's one retry. check_fail_fast() throws the cached error if not.
+  bool may_connect(clock::time_point now);
+  void check_fail_fast();
   pid_t current_thread() const noexcept;
   // What a lease records as its holder: the thread id when leak reports need it, else 0.
   pid_t holder_thread() const noexcept {
