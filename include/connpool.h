@@ -134,6 +134,11 @@ typedef enum pool_status {
  *                                 failure up to fail_fast_backoff_max); one checkout per
  *                                 window tries again, and one success ends it. 0: never
  *   fail_fast_backoff_max  5      see fail_fast_after
+ *   query_timeout          0      a pool_query() still running after this long fails with
+ *                                 POOL_ETIMEDOUT; its connection is abandoned (closed at
+ *                                 checkin). libpq: enforced by the pool, also against a server
+ *                                 that stopped answering; ODBC: the driver's query timeout, in
+ *                                 whole seconds. 0: no limit
  *
  * The background work (min_idle, idle_timeout, leak_threshold, and recycling idle
  * connections) runs on one maintenance thread per pool, started at the pool's first checkout

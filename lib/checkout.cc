@@ -16,10 +16,6 @@ namespace {
 
 constexpr int max_hook_rejections = 3;
 
-clock::duration seconds(double s) {
-  return std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(s));
-}
-
 int64_t micros_between(clock::time_point from, clock::time_point to) {
   return std::chrono::duration_cast<std::chrono::microseconds>(to - from).count();
 }

@@ -17,6 +17,11 @@ namespace connpool {
 
 using clock = std::chrono::steady_clock;
 
+// An option's seconds as a clock duration.
+inline clock::duration seconds(double s) {
+  return std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(s));
+}
+
 // A statement's whole result, as text (pool_query).
 struct query_result {
   std::vector<std::string> names;
@@ -52,9 +57,11 @@ class connector {
   virtual void discard_inherited(void *handle) noexcept = 0;
   // Runs one statement with text parameters (nullptr = SQL NULL). A failed statement throws
   // error(POOL_EQUERY, the driver's message, its SQLSTATE), SQLSTATE class 08 if the
-  // connection is lost.
+  // connection is lost. A statement still running at `deadline` (max(): no limit) throws
+  // error(POOL_ETIMEDOUT) and leaves the connection unusable (the pool abandons it).
   virtual query_result query(void *handle, const char *sql,
-                             const std::vector<const char *> &params) = 0;
+                             const std::vector<const char *> &params,
+                             clock::time_point deadline) = 0;
 };
 
 // SQLSTATEs that mean the server went away or changed role: every connection opened before

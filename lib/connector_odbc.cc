@@ -169,23 +169,22 @@ class odbc_connector final : public connector {
     if (dead(handle)) return false;
     SQLHSTMT stmt = SQL_NULL_HSTMT;
     if (!SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_STMT, handle, &stmt))) return false;
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
-    SQLULEN seconds = SQLULEN(std::max<int64_t>(1, (left.count() + 999) / 1000));
-    SQLSetStmtAttr(stmt, SQL_ATTR_QUERY_TIMEOUT, reinterpret_cast<SQLPOINTER>(seconds), 0);
+    limit_to(stmt, deadline);
     bool ok = SQL_SUCCEEDED(
         SQLExecDirect(stmt, reinterpret_cast<SQLCHAR *>(const_cast<char *>("SELECT 1")), SQL_NTS));
     SQLFreeHandle(SQL_HANDLE_STMT, stmt);
     return ok && !dead(handle);
   }
 
-  query_result query(void *handle, const char *sql,
-                     const std::vector<const char *> &params) override {
+  query_result query(void *handle, const char *sql, const std::vector<const char *> &params,
+                     clock::time_point deadline) override {
     fork_guard::connect_gate gate;
     SQLHSTMT stmt = SQL_NULL_HSTMT;
     if (!SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_STMT, handle, &stmt)))
       throw failure(SQL_HANDLE_DBC, handle);
     std::unique_ptr<void, void (*)(void *)> guard(
         stmt, [](void *h) { SQLFreeHandle(SQL_HANDLE_STMT, h); });
+    if (deadline != clock::time_point::max()) limit_to(stmt, deadline);
     std::vector<SQLLEN> lengths(params.size());
     for (size_t i = 0; i < params.size(); i++) {
       lengths[i] = params[i] ? SQL_NTS : SQL_NULL_DATA;
@@ -197,7 +196,14 @@ class odbc_connector final : public connector {
     }
     SQLRETURN rc = SQLExecDirect(stmt, reinterpret_cast<SQLCHAR *>(const_cast<char *>(sql)),
                                  SQL_NTS);
-    if (!SQL_SUCCEEDED(rc) && rc != SQL_NO_DATA) throw failure(SQL_HANDLE_STMT, stmt, handle);
+    if (!SQL_SUCCEEDED(rc) && rc != SQL_NO_DATA) {
+      error e = failure(SQL_HANDLE_STMT, stmt, handle);
+      // Our query timeout expired: HYT00, or psqlODBC's statement_timeout cancel (57014).
+      bool ours = deadline != clock::time_point::max() &&
+                  (e.sqlstate() == "HYT00" || e.sqlstate() == "57014");
+      if (ours) throw error(POOL_ETIMEDOUT, e.what(), e.sqlstate());
+      throw e;
+    }
     query_result r;
     SQLSMALLINT columns = 0;
     SQLNumResultCols(stmt, &columns);
@@ -247,6 +253,15 @@ class odbc_connector final : public connector {
   void discard_inherited(void *) noexcept override {}
 
  private:
+  // ODBC's only bound on a statement: the driver's query timeout, in whole seconds (at least
+  // one). Drivers enforce it as they can (psqlODBC and SQLite ODBC: on the server's or the
+  // engine's side), so it cannot bound a connection that stopped answering.
+  static void limit_to(SQLHSTMT stmt, clock::time_point deadline) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
+    SQLULEN seconds = SQLULEN(std::max<int64_t>(1, (left.count() + 999) / 1000));
+    SQLSetStmtAttr(stmt, SQL_ATTR_QUERY_TIMEOUT, reinterpret_cast<SQLPOINTER>(seconds), 0);
+  }
+
   static void run_ignoring_errors(SQLHDBC dbc, const char *sql) {
     SQLHSTMT stmt = SQL_NULL_HSTMT;
     if (!SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_STMT, dbc, &stmt))) return;

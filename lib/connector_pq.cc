@@ -117,17 +117,10 @@ class pq_connector final : public connector {
   bool ping(void *handle, clock::time_point deadline) noexcept override {
     auto *conn = static_cast<PGconn *>(handle);
     if (!alive(conn) || PQtransactionStatus(conn) != PQTRANS_IDLE) return false;
-    if (!PQsendQuery(conn, "")) return false;
+    if (PQsetnonblocking(conn, 1) != 0 || !PQsendQuery(conn, "")) return false;
+    if (await_results(conn, deadline) != outcome::ready) return false;
+    PQsetnonblocking(conn, 0);
     bool answered = false;
-    for (;;) {
-      if (!PQconsumeInput(conn)) return false;
-      if (!PQisBusy(conn)) break;
-      auto left = std::chrono::duration_cast<milliseconds>(deadline - clock::now()).count();
-      struct pollfd pfd = {PQsocket(conn), POLLIN, 0};
-      int ready = left > 0 ? poll(&pfd, 1, int(std::min<int64_t>(left, INT32_MAX))) : 0;
-      if (ready == 0) return false;
-      if (ready < 0 && errno != EINTR) return false;
-    }
     while (PGresult *res = PQgetResult(conn)) {
       answered = answered || PQresultStatus(res) == PGRES_EMPTY_QUERY;
       PQclear(res);
@@ -137,12 +130,32 @@ class pq_connector final : public connector {
 
   int socket(void *handle) noexcept override { return PQsocket(static_cast<PGconn *>(handle)); }
 
-  query_result query(void *handle, const char *sql,
-                     const std::vector<const char *> &params) override {
+  // PQexecParams, but sent and awaited without blocking past the deadline.
+  query_result query(void *handle, const char *sql, const std::vector<const char *> &params,
+                     clock::time_point deadline) override {
     auto *conn = static_cast<PGconn *>(handle);
-    std::unique_ptr<PGresult, void (*)(PGresult *)> res(
-        PQexecParams(conn, sql, int(params.size()), nullptr, params.data(), nullptr, nullptr, 0),
-        PQclear);
+    clock::time_point start = clock::now();
+    if (PQsetnonblocking(conn, 1) == 0 &&
+        PQsendQueryParams(conn, sql, int(params.size()), nullptr, params.data(), nullptr,
+                          nullptr, 0) &&
+        await_results(conn, deadline) == outcome::timed_out) {
+      // The statement may still run, and an answer may still come: the connection stays in
+      // non-blocking mode (closing it never waits on the socket) and is never used again.
+      char msg[160];
+      std::snprintf(msg, sizeof msg,
+                    "query did not finish within %.2f s (query_timeout); its connection is "
+                    "abandoned: check the lease in",
+                    std::chrono::duration<double>(deadline - start).count());
+      throw error(POOL_ETIMEDOUT, msg);
+    }
+    PQsetnonblocking(conn, 0);
+    // As PQexecParams: the last result, unless an earlier one failed.
+    std::unique_ptr<PGresult, void (*)(PGresult *)> res(nullptr, PQclear);
+    while (PGresult *next = PQgetResult(conn)) {
+      ExecStatusType st = res ? PQresultStatus(res.get()) : PGRES_COMMAND_OK;
+      if (st != PGRES_FATAL_ERROR && st != PGRES_NONFATAL_ERROR) res.reset(next);
+      else PQclear(next);
+    }
     ExecStatusType status = res ? PQresultStatus(res.get()) : PGRES_FATAL_ERROR;
     if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK && status != PGRES_EMPTY_QUERY) {
       const char *state = res ? PQresultErrorField(res.get(), PG_DIAG_SQLSTATE) : nullptr;
@@ -199,6 +212,28 @@ class pq_connector final : public connector {
       if (!PQconsumeInput(conn)) return false;
     }
     return PQstatus(conn) == CONNECTION_OK;
+  }
+
+  enum class outcome { ready, timed_out, lost };
+
+  // Flushes what libpq holds (non-blocking mode) and reads until the results are complete,
+  // never waiting past `deadline` (max(): no limit).
+  static outcome await_results(PGconn *conn, clock::time_point deadline) {
+    for (;;) {
+      int unsent = PQflush(conn);
+      if (unsent < 0 || !PQconsumeInput(conn)) return outcome::lost;
+      if (unsent == 0 && !PQisBusy(conn)) return outcome::ready;
+      int wait_ms = -1;
+      if (deadline != clock::time_point::max()) {
+        auto left = std::chrono::ceil<milliseconds>(deadline - clock::now()).count();
+        if (left <= 0) return outcome::timed_out;
+        wait_ms = int(std::min<int64_t>(left, INT32_MAX));
+      }
+      struct pollfd pfd = {PQsocket(conn), short(POLLIN | (unsent ? POLLOUT : 0)), 0};
+      int ready = poll(&pfd, 1, wait_ms);
+      if (ready == 0) return outcome::timed_out;
+      if (ready < 0 && errno != EINTR) return outcome::lost;
+    }
   }
 
   static bool run(PGconn *conn, const char *sql, ExecStatusType want) {

@@ -19,14 +19,6 @@
 
 namespace connpool {
 
-namespace {
-
-clock::duration seconds(double s) {
-  return std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(s));
-}
-
-}  // namespace
-
 void pool::start_maintenance() {
   // Signals are for the program's threads, never ours: block them all in the new thread.
   sigset_t all, old;

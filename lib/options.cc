@@ -155,6 +155,8 @@ options parse_options(const key_values &pairs) {
                                             "is not an integer of at least 0 (0: never)"));
     } else if (key == "fail_fast_backoff_max") {
       o.fail_fast_backoff_max_s = parse_seconds(key, value);
+    } else if (key == "query_timeout") {
+      o.query_timeout_s = parse_seconds(key, value);
     } else {
       throw error(POOL_EINVAL, "unknown option \"" + key +
                                    "\" (known: pool_size, max_overflow, pool_timeout, "
@@ -162,7 +164,7 @@ options parse_options(const key_values &pairs) {
                                    "odbc_dm_pooling, pool_pre_ping, pre_ping_interval, "
                                    "ping_timeout, pool_recycle, pool_recycle_jitter, "
                                    "idle_timeout, min_idle, max_waiting, leak_threshold, "
-                                   "fail_fast_after, fail_fast_backoff_max)");
+                                   "fail_fast_after, fail_fast_backoff_max, query_timeout)");
     }
   }
   // Checks across options, once all are known (their order in the string does not matter).

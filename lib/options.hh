@@ -30,6 +30,7 @@ struct options {
   double leak_threshold_s = 0;
   int fail_fast_after = 3;  // 0: never
   double fail_fast_backoff_max_s = 5.0;
+  double query_timeout_s = 0;  // pool_query; 0: no limit
 
   // Whether the pool needs its maintenance thread.
   bool needs_maintenance() const {

@@ -62,6 +62,7 @@ struct lease {
   bool scoped = false;       // touched only by the holder: lent by pool_checkout_scoped
   bool fresh = false;        // just opened: no need to ping it
   bool ran_queries = false;  // touched only by the holder: pool_query since the checkout
+  bool abandoned = false;    // touched only by the holder: a query timed out, never use it
   bool leak_reported = false;  // mu_
   uint64_t generation = 0;   // the process generation it was lent in (fork.hh)
   int socket = -1;           // the connection's socket, for neutralising it in a child

@@ -621,6 +621,42 @@ static void a_lost_connection_fails_the_query_and_is_replaced(void **state) {
     ctx_done(&c);
 }
 
+/* query_timeout: a statement still running when it expires fails with POOL_ETIMEDOUT, long
+ * before the statement would end; the lease refuses further queries, and its connection is
+ * closed at checkin, never lent again. libpq enforces the limit itself; ODBC passes it to the
+ * driver in whole seconds (psqlODBC: 1 s here). */
+static void a_query_past_query_timeout_fails_and_its_connection_is_abandoned(void **state) {
+    struct ctx c;
+    ctx_init(&c, state, "q_qtimeout");
+    pool_t *pool = make_pool(&c, "pool_size=1 max_overflow=0 query_timeout=0.2");
+    pool_lease_t *lease = checkout(pool);
+    long long pid = identity(&c, lease);
+
+    pool_result_t *res = (pool_result_t *)&res;
+    int64_t start = now_ms();
+    int rc = pool_query(&res, lease, "SELECT pg_sleep(4)", 0, NULL);
+    int64_t took = now_ms() - start;
+    if (rc != POOL_ETIMEDOUT)
+        fail_msg("%s: %s, expected POOL_ETIMEDOUT", pool_error_name(rc), pool_last_error());
+    assert_null(res);
+    if (took >= 4000) fail_msg("the query was awaited to its end (%lld ms)", (long long)took);
+    if (c.b->kind == LIBPQ) assert_contains(pool_last_error(), "query_timeout");
+
+    assert_int_equal(pool_query(&res, lease, "SELECT 1", 0, NULL), POOL_ESTATE);
+    assert_contains(pool_last_error(), "timed out");
+    assert_ok(pool_checkin(lease));
+    pool_stats_t st = stats_of(pool);
+    assert_int_equal(st.invalidated_total, 1);
+    assert_int_equal(st.closed_total, 1);
+    assert_int_equal(st.idle + st.checked_out, 0);
+
+    lease = checkout(pool);
+    assert_true(identity(&c, lease) != pid);
+    assert_ok(pool_checkin(lease));
+    assert_ok(pool_dispose(pool));
+    ctx_done(&c);
+}
+
 /* connpool.h: a lost connection retires every older one, as pool_report_error(): an idle
  * connection opened before the failure is closed at once, one opened after it is kept. */
 static void a_lost_connection_retires_the_connections_opened_before_it(void **state) {
@@ -791,6 +827,7 @@ int main(void) {
         /* 3: a lost connection */
         PG(a_lost_connection_fails_the_query_and_is_replaced),
         PG(a_lost_connection_retires_the_connections_opened_before_it),
+        PG(a_query_past_query_timeout_fails_and_its_connection_is_abandoned),
         /* 4: misuse */
         ANY(a_custom_connector_has_no_query),
         ALL(misuse_is_einval_or_estate),
