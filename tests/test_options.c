@@ -257,6 +257,8 @@ static void bad_health_and_lifecycle_values_name_key_and_value(void **state) {
         {"fail_fast_after=3.5", "fail_fast_after", "\"3.5\""},
         {"fail_fast_backoff_max=abc", "fail_fast_backoff_max", "\"abc\""},
         {"fail_fast_backoff_max=-1", "fail_fast_backoff_max", "\"-1\""},
+        {"query_timeout=-0.5", "query_timeout", "\"-0.5\""},
+        {"query_timeout=forever", "query_timeout", "\"forever\""},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         expect_create_error("", cases[i].options, POOL_EINVAL, cases[i].key, cases[i].value);
