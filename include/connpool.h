@@ -115,7 +115,9 @@ typedef enum pool_status {
  *                                 longer than pre_ping_interval
  *   pre_ping_interval      0.5    see pool_pre_ping
  *   ping_timeout           5      the longest a ping may take (also bounded by the checkout's
- *                                 deadline); a ping that takes longer finds the connection dead
+ *                                 deadline); a ping that takes longer finds the connection dead.
+ *                                 It also bounds the rollback (or commit) at checkin: one not
+ *                                 answered in time closes the connection
  *   pool_recycle           0      close a connection older than this at checkout or checkin
  *                                 (SQLAlchemy's pool_recycle; -1 is accepted for 0)
  *   pool_recycle_jitter    10% of pool_recycle: each connection's lifetime is shortened by a

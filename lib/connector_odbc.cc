@@ -138,7 +138,10 @@ class odbc_connector final : public connector {
     SQLFreeHandle(SQL_HANDLE_DBC, handle);
   }
 
-  bool reset(void *handle, pool_reset_mode mode, bool ran_queries) noexcept override {
+  // The deadline bounds the textual ROLLBACK/COMMIT (the driver's query timeout); ODBC has
+  // no bound for SQLEndTran.
+  bool reset(void *handle, pool_reset_mode mode, bool ran_queries,
+             clock::time_point deadline) noexcept override {
     fork_guard::connect_gate gate;
     if (dead(handle)) return false;
     SQLUINTEGER autocommit = SQL_AUTOCOMMIT_ON;
@@ -148,7 +151,8 @@ class odbc_connector final : public connector {
     if (autocommit == SQL_AUTOCOMMIT_ON) {
       // ODBC cannot tell whether a BEGIN sent as text opened a transaction: end it as text.
       // Outside a transaction the statement fails (SQLite) or warns (PostgreSQL): harmless.
-      if (ran_queries) run_ignoring_errors(handle, mode == POOL_RESET_COMMIT ? "COMMIT" : "ROLLBACK");
+      if (ran_queries)
+        run_ignoring_errors(handle, mode == POOL_RESET_COMMIT ? "COMMIT" : "ROLLBACK", deadline);
       return !dead(handle);
     }
     SQLSMALLINT how = mode == POOL_RESET_COMMIT ? SQL_COMMIT : SQL_ROLLBACK;
@@ -262,9 +266,10 @@ class odbc_connector final : public connector {
     SQLSetStmtAttr(stmt, SQL_ATTR_QUERY_TIMEOUT, reinterpret_cast<SQLPOINTER>(seconds), 0);
   }
 
-  static void run_ignoring_errors(SQLHDBC dbc, const char *sql) {
+  static void run_ignoring_errors(SQLHDBC dbc, const char *sql, clock::time_point deadline) {
     SQLHSTMT stmt = SQL_NULL_HSTMT;
     if (!SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_STMT, dbc, &stmt))) return;
+    limit_to(stmt, deadline);
     SQLExecDirect(stmt, reinterpret_cast<SQLCHAR *>(const_cast<char *>(sql)), SQL_NTS);
     SQLFreeHandle(SQL_HANDLE_STMT, stmt);
   }

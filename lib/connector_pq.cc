@@ -91,7 +91,8 @@ class pq_connector final : public connector {
   }
 
   // libpq knows the transaction status whatever opened it: ran_queries changes nothing.
-  bool reset(void *handle, pool_reset_mode mode, bool) noexcept override {
+  bool reset(void *handle, pool_reset_mode mode, bool,
+             clock::time_point deadline) noexcept override {
     auto *conn = static_cast<PGconn *>(handle);
     if (!alive(conn)) return false;
     switch (PQtransactionStatus(conn)) {
@@ -100,7 +101,8 @@ class pq_connector final : public connector {
       case PQTRANS_INTRANS:
       case PQTRANS_INERROR:
         if (mode == POOL_RESET_NONE) return true;
-        return run(conn, mode == POOL_RESET_COMMIT ? "COMMIT" : "ROLLBACK", PGRES_COMMAND_OK) &&
+        return exchange(conn, mode == POOL_RESET_COMMIT ? "COMMIT" : "ROLLBACK",
+                        PGRES_COMMAND_OK, deadline) &&
                PQtransactionStatus(conn) == PQTRANS_IDLE;
       default:  // a query still running, or a status libpq cannot tell
         return false;
@@ -116,16 +118,8 @@ class pq_connector final : public connector {
   // connection dead (the pool closes it).
   bool ping(void *handle, clock::time_point deadline) noexcept override {
     auto *conn = static_cast<PGconn *>(handle);
-    if (!alive(conn) || PQtransactionStatus(conn) != PQTRANS_IDLE) return false;
-    if (PQsetnonblocking(conn, 1) != 0 || !PQsendQuery(conn, "")) return false;
-    if (await_results(conn, deadline) != outcome::ready) return false;
-    PQsetnonblocking(conn, 0);
-    bool answered = false;
-    while (PGresult *res = PQgetResult(conn)) {
-      answered = answered || PQresultStatus(res) == PGRES_EMPTY_QUERY;
-      PQclear(res);
-    }
-    return answered && PQstatus(conn) == CONNECTION_OK;
+    return alive(conn) && PQtransactionStatus(conn) == PQTRANS_IDLE &&
+           exchange(conn, "", PGRES_EMPTY_QUERY, deadline);
   }
 
   int socket(void *handle) noexcept override { return PQsocket(static_cast<PGconn *>(handle)); }
@@ -236,11 +230,22 @@ class pq_connector final : public connector {
     }
   }
 
-  static bool run(PGconn *conn, const char *sql, ExecStatusType want) {
-    PGresult *res = PQexec(conn, sql);
-    bool ok = res && PQresultStatus(res) == want;
-    PQclear(res);
-    return ok && PQstatus(conn) == CONNECTION_OK;
+  // Sends a command and reads its answer, never waiting past the deadline: true if it came
+  // in time and every result has status `want`. On a timeout the connection is left in
+  // non-blocking mode: the pool closes it, and closing must not wait on the socket either.
+  static bool exchange(PGconn *conn, const char *sql, ExecStatusType want,
+                       clock::time_point deadline) {
+    if (PQsetnonblocking(conn, 1) != 0 || !PQsendQuery(conn, sql) ||
+        await_results(conn, deadline) != outcome::ready)
+      return false;
+    PQsetnonblocking(conn, 0);
+    bool answered = false, ok = true;
+    while (PGresult *res = PQgetResult(conn)) {
+      answered = true;
+      ok = ok && PQresultStatus(res) == want;
+      PQclear(res);
+    }
+    return answered && ok && PQstatus(conn) == CONNECTION_OK;
   }
 
   std::string conninfo_;

@@ -343,7 +343,8 @@ void pool::checkin(pool_lease_t *handle, bool allow_scoped) {
   close_reason why = close_reason::none;
   if (l->invalidated || hook_refuses) why = close_reason::invalidated;
   else if (p->opts_.null_pool) why = close_reason::other;
-  else if (!p->connector_->reset(l->handle, p->opts_.reset, l->ran_queries))
+  else if (!p->connector_->reset(l->handle, p->opts_.reset, l->ran_queries,
+                                 clock::now() + seconds(p->opts_.ping_timeout_s)))
     why = close_reason::dead;
   p->give_back(l, why, true);
 }
