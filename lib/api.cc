@@ -20,7 +20,8 @@ namespace {
 connpool::pool *live_pool(pool_t *handle) {
   auto *p = reinterpret_cast<connpool::pool *>(handle);
   if (!p) throw connpool::error(POOL_EINVAL, "pool is NULL");
-  if (!p->valid()) throw connpool::error(POOL_EINVAL, "not a pool (or already released)");
+  if (!connpool::pool::plausible(p) || !p->valid())
+    throw connpool::error(POOL_EINVAL, "not a pool (a lease, or a pool already released)");
   return p;
 }
 

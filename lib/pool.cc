@@ -129,6 +129,10 @@ pool_lease_t *pool::encode(lease *l) noexcept {
   return reinterpret_cast<pool_lease_t *>(static_cast<uintptr_t>(address));
 }
 
+bool pool::plausible(const void *handle) noexcept {
+  return (reinterpret_cast<uintptr_t>(handle) >> tag_shift) == 0;
+}
+
 lease *pool::checked_out_lease(const pool_lease_t *handle) noexcept {
   uint64_t bits = reinterpret_cast<uintptr_t>(handle);
   uint64_t tag = bits >> tag_shift;

@@ -83,6 +83,9 @@ class pool {
   pool(const pool &) = delete;
   pool &operator=(const pool &) = delete;
 
+  // False for an address no pool can have: the tagged handles of leases (pool_lease_t), whose
+  // top bits hold a serial, are not dereferenceable.
+  static bool plausible(const void *handle) noexcept;
   bool valid() const noexcept { return magic_ == live_magic; }
 
   pool_lease_t *checkout(int64_t timeout_ms, const char *tag);

@@ -125,6 +125,12 @@ std::vector<std::string> secrets_in_connection_string(const std::string &s) {
       size_t colon = s.find(':', start);
       if (colon < at) add_secret(out, s.substr(colon + 1, at - colon - 1));
     }
+    // A password left unencoded may hold '@' and '/': a host never holds '@', so the user
+    // info may reach the last '@' before the query.
+    size_t last_at = s.rfind('@', s.find('?', start));
+    size_t colon = s.find(':', start);
+    if (last_at != std::string::npos && last_at > start && colon < last_at && last_at != at)
+      add_secret(out, s.substr(colon + 1, last_at - colon - 1));
   }
   for (size_t i = 0; i < s.size(); i++) {
     size_t j = password_value_at(s, i);
@@ -161,6 +167,21 @@ std::string scrub(std::string text, const std::vector<std::string> &secrets) {
     for (size_t at = text.find(secret); at != std::string::npos;
          at = text.find(secret, at + sizeof mask - 1))
       text.replace(at, secret.size(), mask);
+  }
+  // A parser that splits a string where the password's own characters mislead it quotes
+  // the token it fails on, a piece of the password: mask a quoted piece of any secret.
+  for (size_t open = text.find('"'); open != std::string::npos; open = text.find('"', open + 1)) {
+    size_t close = text.find('"', open + 1);
+    if (close == std::string::npos) break;
+    std::string inner = text.substr(open + 1, close - open - 1);
+    bool piece = false;
+    for (const std::string &secret : secrets)
+      piece = piece || (inner.size() >= 3 && secret.find(inner) != std::string::npos);
+    if (piece) {
+      text.replace(open + 1, inner.size(), mask);
+      close = open + 1 + sizeof mask - 1;
+    }
+    open = close;
   }
   mask_key_values(text);
   mask_uri_userinfo(text);

@@ -71,6 +71,12 @@ static void secrets_are_found_in_unparsable_strings(void **) {
   check("invalid percent-encoded token: \"hunter2%zz_pw\"", a,
         "invalid percent-encoded token: \"****\"");
   check("missing \"=\" after \"secret_word_99\"", c, "missing \"=\" after \"****\"");
+  // A password left unencoded, holding '@' and '%': libpq ends the user info at the first
+  // '@' and quotes a piece of the password as a bad token.
+  auto h = secrets_in_connection_string("postgresql://u:ab@Fj%Hx:1/d@h/db");
+  assert_true(has(h, "ab@Fj%Hx:1/d"));
+  check("invalid percent-encoded token: \"Fj%Hx\"", h, "invalid percent-encoded token: \"****\"");
+  check("a \"Fj\" b", h, "a \"Fj\" b");  // too short a piece to mean anything
 }
 
 int main() {
