@@ -47,7 +47,7 @@ TEST_LDFLAGS = -L$(B) -Wl,-rpath,$(abspath $(B)) $(SAN_FLAGS) $(LDFLAGS)
 LIB_SRCS := $(wildcard lib/*.cc)
 LIB_OBJS := $(LIB_SRCS:lib/%.cc=$(B)/obj/%.o)
 
-.PHONY: all check check-run check-abi install uninstall clean deps bench example demo
+.PHONY: all check check-run check-abi install uninstall clean deps bench soak example demo
 all: $(SHARED) $(B)/$(SONAME) $(B)/libconnpool.so $(STATIC) $(B)/connpool.pc
 
 $(B)/obj/%.o: lib/%.cc
@@ -81,14 +81,15 @@ $(B)/connpool.pc: pkgconfig/connpool.pc.in include/connpool.h Makefile
 	$(GEN_PC) > $@
 
 # ---------------------------------------------------------------- tests
-TESTS := test_options test_pool test_pq test_fork test_dlclose_fork test_odbc test_lifecycle test_health test_query
+TESTS := test_options test_pool test_pq test_fork test_dlclose_fork test_odbc test_lifecycle test_health test_query \
+	test_security
 TEST_BINS := $(TESTS:%=$(B)/tests/%)
 
 $(B)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) -c -o $@ $<
 
-TEST_HELPERS := $(B)/tests/util.o $(B)/tests/child.o
+TEST_HELPERS := $(B)/tests/util.o $(B)/tests/child.o $(B)/tests/faultproxy.o
 $(B)/tests/test_%: $(B)/tests/test_%.o $(TEST_HELPERS) $(B)/libconnpool.so
 	$(CC) -o $@ $< $(TEST_HELPERS) $(TEST_LDFLAGS) -lconnpool $(CMOCKA_LIBS) $(PQ_LIBS) $(ODBC_LIBS) -pthread
 
@@ -167,6 +168,17 @@ bench: deps
 	$(MAKE) all $(B)/bench/bench $(B)/bench/nofork/libconnpool.so.1
 	CONNPOOL_BENCH_NOFORK_LIB=$(abspath $(B)/bench/nofork/libconnpool.so.1) \
 		tests/with-postgres.sh $(B)/bench/bench
+
+# `make soak` (SOAK_SECONDS=60 make soak for a short one): 64 threads against the test server
+# through the fault-injecting proxy, then checks that nothing leaked (bench/soak.c).
+$(B)/bench/soak: bench/soak.c tests/faultproxy.c tests/faultproxy.h $(B)/libconnpool.so
+	@mkdir -p $(@D)
+	$(CC) -std=c99 -D_GNU_SOURCE -O2 $(WARN) -Iinclude -Itests $(PQ_CFLAGS) -pthread $(SAN_FLAGS) \
+		-o $@ bench/soak.c tests/faultproxy.c $(TEST_LDFLAGS) -lconnpool $(PQ_LIBS)
+
+soak: deps
+	$(MAKE) all $(B)/bench/soak
+	tests/with-postgres.sh $(B)/bench/soak
 
 check-abi: $(SHARED)
 	tests/check-abi.sh $(SHARED) lib/exports.txt include/connpool.h
