@@ -916,6 +916,7 @@ static int lock_progress(void *p) {
 
 static void forks_while_threads_hammer_the_pool_lock_and_create_pools_never_hang(void **state) {
     (void)state;
+    skip_under_valgrind();
     char app[64], conninfo[256];
     app_name(app, sizeof app, "fk_locks");
     pool_conninfo(conninfo, sizeof conninfo, app);
@@ -1048,6 +1049,7 @@ static int storm_progress(void *p) {
 
 static void a_storm_of_forks_during_connects_has_no_hang_no_failure_and_no_harm(void **state) {
     (void)state;
+    skip_under_valgrind();
     char churn_app[64], still_app[64];
     app_name(churn_app, sizeof churn_app, "fk_storm");
     app_name(still_app, sizeof still_app, "fk_still");
@@ -1350,6 +1352,8 @@ static int child_spawns_programs(void *arg) {
 
 static void pool_sockets_are_close_on_exec_and_spawned_programs_inherit_none(void **state) {
     (void)state;
+    /* valgrind's own log file is open in every process it runs, without close-on-exec. */
+    skip_under_valgrind();
     char app[64], why[512];
     app_name(app, sizeof app, "fk_exec");
     PGconn *monitor = monitor_connect();

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 #include <libpq-fe.h>
@@ -70,6 +71,15 @@ void report_failure(struct report *r, const char *format, ...)
 int report_failures(struct report *r);
 /* Fails the test if a worker reported anything; releases the report. */
 void assert_no_failures(struct report *r);
+
+/* Skips the test when tests/run-valgrind.sh runs it (CONNPOOL_TEST_VALGRIND is set): the fork
+ * storms race threads against fork() under watchdogs, and valgrind runs one thread at a time,
+ * many times slower, so they measure valgrind, not the pool. A macro: cmocka's skip() must be
+ * called from the test itself. */
+#define skip_under_valgrind()                      \
+    do {                                           \
+        if (getenv("CONNPOOL_TEST_VALGRIND")) skip(); \
+    } while (0)
 
 /* Macros, so that a failure names the test's line. */
 #define assert_contains(text, part)                                     \
