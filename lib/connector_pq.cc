@@ -31,56 +31,52 @@ class pq_connector final : public connector {
       PQfreemem(parse_error);
       throw error(POOL_EINVAL, "invalid connection string: " + scrub(why, secrets_));
     }
+    // Unset in the string, libpq takes these from the environment (PGHOST and so on).
+    const char *timeout = std::getenv("PGCONNECT_TIMEOUT");
+    const char *host = std::getenv("PGHOST"), *hostaddr = std::getenv("PGHOSTADDR");
+    const char *port = std::getenv("PGPORT");
     for (PQconninfoOption *o = parsed; o->keyword; o++) {
       if (!o->val) continue;
       if (std::strcmp(o->keyword, "password") == 0) secrets_.emplace_back(o->val);
-      if (std::strcmp(o->keyword, "connect_timeout") == 0) {
-        // libpq's own rule: a connect_timeout below 2 seconds counts as 2; 0 means none.
-        int seconds = std::atoi(o->val);
-        if (seconds > 0) connect_timeout_ = milliseconds(1000 * std::max(seconds, 2));
-      }
+      if (std::strcmp(o->keyword, "connect_timeout") == 0) timeout = o->val;
+      if (std::strcmp(o->keyword, "host") == 0) host = o->val;
+      if (std::strcmp(o->keyword, "hostaddr") == 0) hostaddr = o->val;
+      if (std::strcmp(o->keyword, "port") == 0) port = o->val;
     }
+    if (timeout) {
+      // libpq's own rule: a connect_timeout below 2 seconds counts as 2; 0 means none.
+      int seconds = std::atoi(timeout);
+      if (seconds > 0) connect_timeout_ = milliseconds(1000 * std::max(seconds, 2));
+    }
+    hosts_ = split_hosts(host, hostaddr, port);
     PQconninfoFree(parsed);
     if (const char *env = std::getenv("PGPASSWORD")) secrets_.emplace_back(env);
   }
 
+  // libpq applies connect_timeout to each host of a multi-host string in turn, but only in
+  // its blocking connect: PQconnectPoll, which we drive to honour the checkout's deadline,
+  // never times out, and cannot be told to move on. So with several hosts and a
+  // connect_timeout we try them one by one, each for at most connect_timeout, and a host that
+  // never answers (hung, or a network that drops packets) costs that much instead of the
+  // whole checkout. Hosts that refuse, or do not match target_session_attrs, fail at once,
+  // as in libpq.
   void *open(clock::time_point deadline) override {
-    clock::time_point start = clock::now();
-    if (connect_timeout_.count() > 0) deadline = std::min(deadline, start + connect_timeout_);
-    // The caller's string comes last, so it overrides every default placed before it.
-    // gssencmode=disable: with GSSAPI probing on (libpq's default), a child forked while
-    // another thread was inside libgssapi_krb5's global lock deadlocks on its first connect.
-    // client_encoding=UTF8: pool_query promises UTF-8 text (unless PGCLIENTENCODING asks
-    // for another encoding; the string can override it too).
-    const char *encoding = std::getenv("PGCLIENTENCODING") ? nullptr : "UTF8";
-    // (A NULL value is skipped, like an absent key.)
-    const char *const keys[] = {"fallback_application_name", "gssencmode", "client_encoding",
-                                "dbname", nullptr};
-    const char *const values[] = {"connpool", "disable", encoding, conninfo_.c_str(), nullptr};
-    PGconn *conn = PQconnectStartParams(keys, values, 1);
-    if (!conn) throw std::bad_alloc();
-    PostgresPollingStatusType polling = PGRES_POLLING_WRITING;
-    while (PQstatus(conn) != CONNECTION_BAD && polling != PGRES_POLLING_OK &&
-           polling != PGRES_POLLING_FAILED) {
-      auto left = std::chrono::duration_cast<milliseconds>(deadline - clock::now()).count();
-      struct pollfd pfd = {PQsocket(conn), short(polling == PGRES_POLLING_READING ? POLLIN : POLLOUT), 0};
-      int ready = left > 0 ? poll(&pfd, 1, int(std::min<int64_t>(left, INT32_MAX))) : 0;
-      if (ready == 0) {
-        PQfinish(conn);
-        char msg[128];
-        std::snprintf(msg, sizeof msg, "connect failed: timed out after %.2f s",
-                      std::chrono::duration<double>(clock::now() - start).count());
-        throw error(POOL_ECONNECT, msg);
+    if (hosts_.size() < 2 || connect_timeout_.count() == 0) return open_one(deadline, nullptr);
+    std::string why;
+    for (const host_entry &h : hosts_) {
+      clock::time_point now = clock::now();
+      if (now >= deadline && !why.empty()) break;
+      try {
+        return open_one(std::min(deadline, now + connect_timeout_), &h);
+      } catch (const error &e) {
+        if (e.code() != POOL_ECONNECT) throw;
+        std::string text = e.what();
+        const std::string prefix = "connect failed: ";
+        if (text.compare(0, prefix.size(), prefix) == 0) text.erase(0, prefix.size());
+        why += (why.empty() ? "" : "; ") + h.label + ": " + text;
       }
-      if (ready < 0 && errno != EINTR) break;
-      polling = PQconnectPoll(conn);
     }
-    if (PQstatus(conn) != CONNECTION_OK) {
-      std::string why = scrub(trimmed(PQerrorMessage(conn)), secrets_);
-      PQfinish(conn);
-      throw error(POOL_ECONNECT, "connect failed: " + why);
-    }
-    return conn;
+    throw error(POOL_ECONNECT, "connect failed: " + why);
   }
 
   // Under the connect gate: freeing a TLS connection releases OpenSSL objects, which can take
@@ -190,6 +186,94 @@ class pq_connector final : public connector {
   }
 
  private:
+  struct host_entry {
+    std::string host, hostaddr, port;  // "" = not overridden
+    std::string label;                 // for messages: host or hostaddr, and the port
+  };
+
+  static std::vector<std::string> split(const char *list) {
+    std::vector<std::string> items;
+    if (!list) return items;
+    std::string s = list;
+    size_t from = 0;
+    for (;;) {
+      size_t comma = s.find(',', from);
+      items.push_back(s.substr(from, comma == std::string::npos ? std::string::npos : comma - from));
+      if (comma == std::string::npos) break;
+      from = comma + 1;
+    }
+    return items;
+  }
+
+  // One entry per host, as libpq pairs them: host and hostaddr lists of the same length, and
+  // a port list of that length or a single port for all. Anything libpq would reject is left
+  // to libpq (a single entry: one plain attempt).
+  static std::vector<host_entry> split_hosts(const char *host, const char *hostaddr,
+                                             const char *port) {
+    std::vector<std::string> hosts = split(host), addrs = split(hostaddr), ports = split(port);
+    size_t n = std::max(hosts.size(), addrs.size());
+    if (n < 2 || (!hosts.empty() && hosts.size() != n) || (!addrs.empty() && addrs.size() != n) ||
+        (ports.size() > 1 && ports.size() != n))
+      return {};
+    std::vector<host_entry> entries(n);
+    for (size_t i = 0; i < n; i++) {
+      host_entry &e = entries[i];
+      if (!hosts.empty()) e.host = hosts[i];
+      if (!addrs.empty()) e.hostaddr = addrs[i];
+      if (ports.size() == n) e.port = ports[i];
+      e.label = !e.host.empty() ? e.host : e.hostaddr;
+      std::string p = ports.size() == n ? ports[i] : ports.size() == 1 ? ports[0] : "";
+      if (!p.empty()) e.label += ":" + p;
+    }
+    return entries;
+  }
+
+  void *open_one(clock::time_point deadline, const host_entry *only) {
+    clock::time_point start = clock::now();
+    if (connect_timeout_.count() > 0) deadline = std::min(deadline, start + connect_timeout_);
+    // The caller's string comes last, so it overrides every default placed before it.
+    // gssencmode=disable: with GSSAPI probing on (libpq's default), a child forked while
+    // another thread was inside libgssapi_krb5's global lock deadlocks on its first connect.
+    // client_encoding=UTF8: pool_query promises UTF-8 text (unless PGCLIENTENCODING asks
+    // for another encoding; the string can override it too).
+    const char *encoding = std::getenv("PGCLIENTENCODING") ? nullptr : "UTF8";
+    // (A NULL value is skipped, like an absent key.)
+    // One host of a list: after dbname, so it overrides the string's lists (a NULL value is
+    // skipped, like an absent key, so unset parts stay the string's).
+    auto part = [only](const std::string host_entry::*field) -> const char * {
+      return only && !(only->*field).empty() ? (only->*field).c_str() : nullptr;
+    };
+    const char *const keys[] = {"fallback_application_name", "gssencmode", "client_encoding",
+                                "dbname", "host", "hostaddr", "port", nullptr};
+    const char *const values[] = {"connpool", "disable", encoding, conninfo_.c_str(),
+                                  part(&host_entry::host), part(&host_entry::hostaddr),
+                                  part(&host_entry::port), nullptr};
+    PGconn *conn = PQconnectStartParams(keys, values, 1);
+    if (!conn) throw std::bad_alloc();
+    PostgresPollingStatusType polling = PGRES_POLLING_WRITING;
+    while (PQstatus(conn) != CONNECTION_BAD && polling != PGRES_POLLING_OK &&
+           polling != PGRES_POLLING_FAILED) {
+      auto left = std::chrono::duration_cast<milliseconds>(deadline - clock::now()).count();
+      struct pollfd pfd = {PQsocket(conn), short(polling == PGRES_POLLING_READING ? POLLIN : POLLOUT), 0};
+      int ready = left > 0 ? poll(&pfd, 1, int(std::min<int64_t>(left, INT32_MAX))) : 0;
+      if (ready == 0) {
+        PQfinish(conn);
+        char msg[128];
+        std::snprintf(msg, sizeof msg, "connect failed: timed out after %.2f s",
+                      std::chrono::duration<double>(clock::now() - start).count());
+        throw error(POOL_ECONNECT, msg);
+      }
+      if (ready < 0 && errno != EINTR) break;
+      polling = PQconnectPoll(conn);
+    }
+    if (PQstatus(conn) != CONNECTION_OK) {
+      std::string why = scrub(trimmed(PQerrorMessage(conn)), secrets_);
+      PQfinish(conn);
+      throw error(POOL_ECONNECT, "connect failed: " + why);
+    }
+    return conn;
+  }
+
   static std::string trimmed(const char *text) {
     std::string s = text ? text : "";
     while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
@@ -251,6 +335,7 @@ class pq_connector final : public connector {
   std::string conninfo_;
   std::vector<std::string> secrets_;
   milliseconds connect_timeout_{0};
+  std::vector<host_entry> hosts_;  // empty unless the string names several hosts
 };
 
 }  // namespace
