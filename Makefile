@@ -47,7 +47,7 @@ TEST_LDFLAGS = -L$(B) -Wl,-rpath,$(abspath $(B)) $(SAN_FLAGS) $(LDFLAGS)
 LIB_SRCS := $(wildcard lib/*.cc)
 LIB_OBJS := $(LIB_SRCS:lib/%.cc=$(B)/obj/%.o)
 
-.PHONY: all check check-run check-abi install uninstall clean deps bench soak example demo
+.PHONY: all check check-run check-valgrind check-abi install uninstall clean deps bench soak example demo
 all: $(SHARED) $(B)/$(SONAME) $(B)/libconnpool.so $(STATIC) $(B)/connpool.pc
 
 $(B)/obj/%.o: lib/%.cc
@@ -82,7 +82,7 @@ $(B)/connpool.pc: pkgconfig/connpool.pc.in include/connpool.h Makefile
 
 # ---------------------------------------------------------------- tests
 TESTS := test_options test_pool test_pq test_fork test_dlclose_fork test_odbc test_lifecycle test_health test_query \
-	test_security
+	test_security test_pgbouncer test_failover
 TEST_BINS := $(TESTS:%=$(B)/tests/%)
 
 $(B)/tests/%.o: tests/%.c
@@ -116,13 +116,22 @@ TEST_ALL := $(TEST_BINS) $(B)/tests/test_scrub $(B)/tests/headertest-c $(B)/test
 	$(B)/examples/dlopen_query
 
 # `make check` installs missing Debian packages first, then builds and runs everything
-# against a throwaway PostgreSQL that tests/with-postgres.sh starts and always stops.
+# against a throwaway PostgreSQL that tests/with-postgres.sh starts and always stops, with
+# PgBouncer in front of it and a second server beside it (tests/with-pgbouncer.sh,
+# tests/with-second-server.sh: they stop theirs too).
 check: deps
 	$(MAKE) check-run
 
 check-run: all $(TEST_ALL) check-abi
-	SAN=$(SAN) tests/with-postgres.sh tests/run-tests.sh $(B) $(TESTS) test_scrub test-install.sh test-examples.sh \
-		$(BINDING_TESTS)
+	SAN=$(SAN) tests/with-postgres.sh tests/with-pgbouncer.sh tests/with-second-server.sh \
+		tests/run-tests.sh $(B) $(TESTS) test_scrub test-install.sh test-examples.sh $(BINDING_TESTS)
+
+# valgrind memcheck on the core and fork tests (plain build: valgrind and the sanitizers do not
+# mix). tests/run-valgrind.sh says what counts as a failure.
+VALGRIND_TESTS := test_options test_pool test_lifecycle test_fork
+check-valgrind: deps
+	$(MAKE) SAN= all $(VALGRIND_TESTS:%=build/tests/%)
+	tests/with-postgres.sh tests/run-valgrind.sh build $(VALGRIND_TESTS)
 
 # ---------------------------------------------------------------- example and benchmark
 $(B)/examples/%: examples/%.c $(B)/libconnpool.so

@@ -1,9 +1,11 @@
 #!/bin/sh
 # Installs, by name, the Debian packages that the build and the tests need and that are
 # missing (prometheus only for promtool, which lints the metrics text; python3-pytest for the
-# Python binding's tests). Does nothing when all are there (so `make check` can always call it).
+# Python binding's tests; pgbouncer for the tests through it; valgrind for make check-valgrind;
+# clang and its runtime libraries, libFuzzer among them, for make fuzz). Does nothing when
+# all are there (so `make check` can always call it).
 set -eu
-packages="g++ make gawk pkg-config openssl libpq-dev libcmocka-dev postgresql postgresql-common unixodbc unixodbc-dev odbc-postgresql libsqliteodbc prometheus python3 python3-pytest"
+packages="g++ make gawk pkg-config openssl libpq-dev libcmocka-dev postgresql postgresql-common unixodbc unixodbc-dev odbc-postgresql libsqliteodbc prometheus python3 python3-pytest pgbouncer iproute2 valgrind clang libclang-rt-14-dev"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
