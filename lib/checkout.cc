@@ -63,6 +63,23 @@ pool_lease_t *pool::checkout(int64_t timeout_ms, const char *tag) {
     if (why == close_reason::none) return encode(l);
     give_back(l, why, true, true);
     inside = true;
+    // A ping that used up the deadline leaves no time to open another connection: starting
+    // one anyway would only fail as a "connect timed out after 0.00 s", count as a connect
+    // failure (feeding fail-fast though no connect was refused) and touch the server for
+    // nothing.
+    if (why == close_reason::dead && clock::now() >= deadline.get()) {
+      lock.lock();
+      inside_--;
+      timeouts_total_++;
+      release_if(lock, releasable());
+      char msg[256];
+      std::snprintf(msg, sizeof msg,
+                    "no live connection within the timeout: pool_pre_ping found the connection "
+                    "dead (no answer before the checkout's deadline, %.2f s) and no time was "
+                    "left to open another",
+                    timeout_s > 0 ? timeout_s : opts_.pool_timeout_s);
+      throw error(POOL_ETIMEDOUT, msg);
+    }
     if (rejections >= max_hook_rejections) {
       lock.lock();
       inside_--;
