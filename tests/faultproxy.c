@@ -238,10 +238,12 @@ static void accept_new(struct faultproxy *p) {
     }
 }
 
-/* Reads once from `fd` into direction d. Returns 0, or -1 if the connection was reset. */
-static int read_into(struct faultproxy *p, struct conn *c, int fd, struct direction *d) {
+/* Reads once from `fd` into direction d, stamping what it read `now`. Returns 0, or -1 if the
+ * connection was reset. */
+static int read_into(struct faultproxy *p, struct conn *c, int fd, struct direction *d,
+                     int64_t now) {
     ssize_t n = recv(fd, p->buf, sizeof p->buf, 0);
-    int64_t due = mono_ms() + c->chunk_delay_ms;
+    int64_t due = now + c->chunk_delay_ms;
     if (n > 0) {
         struct chunk *ch = malloc(sizeof *ch + (size_t)n);
         if (!ch) return -1;
@@ -325,16 +327,21 @@ static void events_for(const struct conn *c, int64_t now, short *client_ev, shor
         if (d->head) due = d->head->due_ms;
         else if (d->eof && !d->shut) due = d->eof_due_ms;
         if (due < 0) continue;
-        if (due <= now) {
-            if (d->head) *write_ev[i] |= POLLOUT;
+        if (due <= now && d->head) {
+            *write_ev[i] |= POLLOUT;
         } else if (*next_due < 0 || due < *next_due) {
+            /* (a FIN due already needs no readiness, only a turn: due <= now means at once) */
             *next_due = due;
         }
     }
 }
 
-/* Acts on one connection's poll results and on its timers. */
+/* Acts on one connection's poll results and on its timers. One `now` for the whole turn:
+ * what is read is stamped with it, so with no delay it is due within this same turn (a FIN
+ * stamped a millisecond after the flush's clock would otherwise wait for an event that may
+ * never come). */
 static void service(struct faultproxy *p, struct conn *c, short client_re, short up_re) {
+    int64_t now = mono_ms();
     if (c->state == C_HOLE) {
         if (client_re && read_discard(p, c->client)) {
             finish(p, c, 0); /* the client left: let the server's backend end too */
@@ -344,11 +351,10 @@ static void service(struct faultproxy *p, struct conn *c, short client_re, short
             close_upstream(c, 0); /* the client must not learn of it */
         return;
     }
-    if (client_re && wants_read(&c->up) && read_into(p, c, c->client, &c->up) < 0) {
+    if (client_re && wants_read(&c->up) && read_into(p, c, c->client, &c->up, now) < 0) {
         finish(p, c, 1);
         return;
     }
-    int64_t now = mono_ms();
     if (c->state == C_WAIT) {
         if (now >= c->connect_at_ms) start_upstream_connect(p, c);
         return;
@@ -363,7 +369,7 @@ static void service(struct faultproxy *p, struct conn *c, short client_re, short
         }
         c->state = C_OPEN;
     }
-    if (up_re && wants_read(&c->down) && read_into(p, c, c->upstream, &c->down) < 0) {
+    if (up_re && wants_read(&c->down) && read_into(p, c, c->upstream, &c->down, now) < 0) {
         finish(p, c, 1);
         return;
     }
