@@ -84,7 +84,7 @@ class odbc_connector final : public connector {
  public:
   odbc_connector(const char *connection_string, bool allow_dm_pooling)
       : connection_string_(connection_string),
-        secrets_(secrets_in_connection_string(connection_string)) {
+        secrets_(secrets_in_connection_string(std::string("odbc:") + connection_string)) {
     if (!allow_dm_pooling && driver_manager_pools())
       throw error(POOL_EINVAL,
                   "unixODBC connection pooling is on ([ODBC] Pooling=Yes in odbcinst.ini): it "

@@ -93,8 +93,9 @@ key_values split_key_values(const char *text) {
       }
       p++;
     } else {
+      // As libpq: a backslash escapes the next character; a last one is dropped.
       while (*p && !is_space(*p)) {
-        if (*p == '\\' && p[1]) p++;
+        if (*p == '\\' && !*++p) break;
         value += *p++;
       }
     }

@@ -1,6 +1,8 @@
 #include "scrub.hh"
 
+#include <algorithm>
 #include <cctype>
+#include <cstdint>
 #include <cstring>
 
 namespace connpool {
@@ -77,7 +79,7 @@ void mask_uri_userinfo(std::string &s) {
   for (size_t at = s.find("://"); at != std::string::npos; at = s.find("://", at + 3)) {
     size_t start = at + 3;
     size_t end = start;
-    while (end < s.size() && s[end] != '/' && s[end] != '@' && s[end] != '?' &&
+    while (end < s.size() && s[end] != '/' && s[end] != '@' &&
            !std::isspace(static_cast<unsigned char>(s[end])))
       end++;
     if (end >= s.size() || s[end] != '@') continue;
@@ -85,6 +87,24 @@ void mask_uri_userinfo(std::string &s) {
     if (colon == std::string::npos || colon > end) continue;
     s.replace(colon + 1, end - colon - 1, mask);
   }
+}
+
+// libpq's keywords (PQconndefaults of libpq 15). After an unquoted password with a space, only
+// one of them begins the next pair: any other "word=" is part of the password, which libpq
+// quotes back ("invalid connection option"). A keyword a newer libpq adds is missing here, which
+// masks too much, never too little.
+bool is_libpq_keyword(const std::string &word) {
+  static const char *const keywords[] = {
+      "service", "user", "password", "passfile", "channel_binding", "connect_timeout", "dbname",
+      "host", "hostaddr", "port", "client_encoding", "options", "application_name",
+      "fallback_application_name", "keepalives", "keepalives_idle", "keepalives_interval",
+      "keepalives_count", "tcp_user_timeout", "sslmode", "sslcompression", "sslcert", "sslkey",
+      "sslpassword", "sslrootcert", "sslcrl", "sslcrldir", "sslsni", "requirepeer",
+      "ssl_min_protocol_version", "ssl_max_protocol_version", "gssencmode", "krbsrvname",
+      "gsslib", "replication", "target_session_attrs", "requiressl"};
+  for (const char *keyword : keywords)
+    if (word == keyword) return true;
+  return false;
 }
 
 // Adds a value and, if it has several words, each word of 3 characters or more: a driver that
@@ -99,6 +119,9 @@ void add_secret(std::vector<std::string> &out, const std::string &value) {
     if (end == std::string::npos) end = value.size();
     if (end - start >= 3 && end - start < value.size())
       out.push_back(value.substr(start, end - start));
+    // libpq reads a later word "abc=..." as a key and quotes "abc" (invalid connection option).
+    size_t eq = value.find('=', start);
+    if (start > 0 && eq < end && eq - start >= 3) out.push_back(value.substr(start, eq - start));
     start = end + 1;
   }
 }
@@ -113,14 +136,26 @@ std::string unbraced(const std::string &inner) {
   return out;
 }
 
+// The shortest piece of a secret masked wherever it appears (shorter ones only whole, or in
+// quotes): shorter runs would mask ordinary words of messages, for little secrecy.
+constexpr size_t min_piece = 4;
+
+uint32_t gram_at(const std::string &s, size_t at) {
+  uint32_t g = 0;
+  for (size_t k = 0; k < min_piece; k++) g = g << 8 | static_cast<unsigned char>(s[at + k]);
+  return g;
+}
+
 }  // namespace
 
 std::vector<std::string> secrets_in_connection_string(const std::string &s) {
   std::vector<std::string> out;
+  bool odbc = s.compare(0, 5, "odbc:") == 0;
   size_t scheme = s.find("://");
   if (scheme != std::string::npos) {
     size_t start = scheme + 3;
-    size_t at = s.find_first_of("@/?", start);
+    // Like libpq: the userinfo ends at the first "@" before any "/" ("?" may be in a password).
+    size_t at = s.find_first_of("@/", start);
     if (at != std::string::npos && s[at] == '@') {
       size_t colon = s.find(':', start);
       if (colon < at) add_secret(out, s.substr(colon + 1, at - colon - 1));
@@ -135,22 +170,31 @@ std::vector<std::string> secrets_in_connection_string(const std::string &s) {
   for (size_t i = 0; i < s.size(); i++) {
     size_t j = password_value_at(s, i);
     if (j == std::string::npos) continue;
-    if (j < s.size() && (s[j] == '\'' || s[j] == '"' || s[j] == '{')) {
+    // Quoted: libpq key=value quotes with '...', ODBC with {...}; a URI has no quotes.
+    char quote = odbc ? '{' : scheme != std::string::npos ? '\0' : '\'';
+    if (j < s.size() && quote && s[j] == quote) {
       size_t end = value_end(s, j);
       std::string inner = s.substr(j + 1, end > j + 1 ? end - j - 2 : 0);
       add_secret(out, inner);
       if (s[j] == '{' && inner.find("}}") != std::string::npos) add_secret(out, unbraced(inner));
       continue;
     }
-    // Unquoted: up to the next "key=" (a password with a space is the likely mistake), or to
-    // a URI or ODBC separator.
+    // Unquoted: to the grammar's separator (see scrub.hh). In a URI's query, an "&" not
+    // followed by "key=" is the password's own: libpq splits there and quotes the rest back.
     size_t end = j;
-    while (end < s.size() && s[end] != '&' && s[end] != ';') {
-      if (s[end] == ' ') {
+    auto ends_uri_value = [&](size_t at) {
+      if (scheme == std::string::npos || s[at] != '&') return false;
+      size_t k = at + 1;
+      while (k < s.size() && is_word_char(s[k])) k++;
+      return k > at + 1 && k < s.size() && s[k] == '=';
+    };
+    while (end < s.size() && !(odbc ? s[end] == ';' : ends_uri_value(end))) {
+      if (!odbc && std::isspace(static_cast<unsigned char>(s[end]))) {
         size_t k = end + 1;
         while (k < s.size() && is_word_char(s[k])) k++;
-        while (k < s.size() && s[k] == ' ') k++;
-        if (k < s.size() && s[k] == '=') break;
+        std::string word = s.substr(end + 1, k - end - 1);
+        while (k < s.size() && std::isspace(static_cast<unsigned char>(s[k]))) k++;
+        if (k < s.size() && s[k] == '=' && is_libpq_keyword(word)) break;
       }
       end++;
     }
@@ -162,12 +206,33 @@ std::vector<std::string> secrets_in_connection_string(const std::string &s) {
 }
 
 std::string scrub(std::string text, const std::vector<std::string> &secrets) {
+  // Every occurrence of every secret, and every run of min_piece or more characters that is a
+  // piece of one, is found in the original text and masked at once. Pieces: a parser misled by
+  // a password's own characters (an unencoded "@", "&" or quote) quotes back the token it
+  // failed on, a piece of the password, whatever quotes surround it. All at once: masking one
+  // secret first would break up an overlapping longer one, leaving the rest of it in clear.
+  std::vector<bool> secret_at(text.size(), false);
   for (const std::string &secret : secrets) {
     if (secret.empty()) continue;
-    for (size_t at = text.find(secret); at != std::string::npos;
-         at = text.find(secret, at + sizeof mask - 1))
-      text.replace(at, secret.size(), mask);
+    for (size_t at = text.find(secret); at != std::string::npos; at = text.find(secret, at + 1))
+      std::fill(secret_at.begin() + at, secret_at.begin() + at + secret.size(), true);
+    if (secret.size() < min_piece) continue;
+    // A run of min_piece or more characters shared with the secret is covered by the
+    // min_piece-grams it is made of: mark every gram of the text that is a gram of the secret
+    // (sorted, so linear-logarithmic however long the text).
+    std::vector<uint32_t> grams;
+    for (size_t j = 0; j + min_piece <= secret.size(); j++) grams.push_back(gram_at(secret, j));
+    std::sort(grams.begin(), grams.end());
+    for (size_t i = 0; i + min_piece <= text.size(); i++)
+      if (std::binary_search(grams.begin(), grams.end(), gram_at(text, i)))
+        std::fill(secret_at.begin() + long(i), secret_at.begin() + long(i + min_piece), true);
   }
+  std::string masked;
+  for (size_t i = 0; i < text.size(); i++) {
+    if (!secret_at[i]) masked += text[i];
+    else if (i == 0 || !secret_at[i - 1]) masked += mask;
+  }
+  text = std::move(masked);
   // A parser that splits a string where the password's own characters mislead it quotes
   // the token it fails on, a piece of the password: mask a quoted piece of any secret.
   for (size_t open = text.find('"'); open != std::string::npos; open = text.find('"', open + 1)) {

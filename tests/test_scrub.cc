@@ -57,9 +57,9 @@ static void secrets_are_found_in_unparsable_strings(void **) {
   assert_false(has(c, "port=5"));
   auto d = secrets_in_connection_string("host=h password = 'it''s \\x' port=5");
   assert_false(d.empty());
-  auto e = secrets_in_connection_string("Driver={X};PWD={p;w};UID=u");
+  auto e = secrets_in_connection_string("odbc:Driver={X};PWD={p;w};UID=u");
   assert_true(has(e, "p;w"));
-  auto f = secrets_in_connection_string("Driver={X};PWD={s3cr}}et_x9};UID=u");
+  auto f = secrets_in_connection_string("odbc:Driver={X};PWD={s3cr}}et_x9};UID=u");
   assert_true(has(f, "s3cr}}et_x9"));
   assert_true(has(f, "s3cr}et_x9"));
   check("Driver={X};PWD={s3cr}}et_x9};UID=u", {}, "Driver={X};PWD=****;UID=u");
