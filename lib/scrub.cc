@@ -70,6 +70,12 @@ void mask_key_values(std::string &s) {
     size_t j = password_value_at(s, i);
     if (j == std::string::npos) continue;
     size_t end = value_end(s, j);
+    // Whatever sticks to a closing quote goes too ('a b'\' is no value libpq accepts): left
+    // behind, it would read as an unquoted value the next time, and scrubbing must be stable.
+    if (end > j && (s[j] == '\'' || s[j] == '"' || s[j] == '{'))
+      while (end < s.size() && !std::isspace(static_cast<unsigned char>(s[end])) && s[end] != ';' &&
+             s[end] != '&')
+        end++;
     if (end > j) s.replace(j, end - j, mask);
     i = j;
   }
