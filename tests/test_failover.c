@@ -21,33 +21,19 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "child.h"
 #include "util.h"
 
-extern char **environ;
-
 /* ---------------------------------------------------------------- helpers */
-
-static const char *env_or_fail(const char *name) {
-    const char *v = getenv(name);
-    if (!v || !*v) fail_msg("%s is not set: run under tests/with-second-server.sh", name);
-    return v;
-}
 
 static int main_port(void) { return atoi(env_or_fail("PGPORT")); }
 static int second_port(void) { return atoi(env_or_fail("CONNPOOL_TEST_PG2_PORT")); }
-
-static void app_name(char *buf, size_t len, const char *base) {
-    snprintf(buf, len, "%s_%d", base, (int)getpid());
-}
 
 /* A pool over both servers, the second one first, for read-write sessions only. */
 static pool_t *failover_pool(const char *app, const char *options) {
@@ -97,18 +83,11 @@ static PGconn *second_connect(void) {
     return c;
 }
 
-/* Runs "$CONNPOOL_TEST_PG2CTL <action>" and returns its exit status (-1 if it could not run).
- * posix_spawn, not fork: the pool's fork handlers have no business here. */
+/* Runs "$CONNPOOL_TEST_PG2CTL <action>" and returns its exit status (-1 if it could not run). */
 static int pg2ctl(const char *action) {
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "%s %s >/dev/null", env_or_fail("CONNPOOL_TEST_PG2CTL"), action);
-    char *argv[] = {"sh", "-c", cmd, NULL};
-    pid_t pid;
-    if (posix_spawn(&pid, "/bin/sh", NULL, NULL, argv, environ) != 0) return -1;
-    int status;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR) return -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    return run_shell(cmd);
 }
 
 /* 1 if a new session on the second server has default_transaction_read_only = want. */
@@ -175,7 +154,7 @@ static int second_restored_and_disarm(void **state) {
 static void a_read_only_first_host_is_skipped_and_used_again_once_writable(void **state) {
     (void)state;
     char app[64];
-    app_name(app, sizeof app, "failover_ro");
+    test_app_name(app, sizeof app, "failover_ro");
     if (set_second_read_only(1) != 0) fail_msg("could not make the second server read-only");
     pool_t *pool = failover_pool(app, "pool_size=4 max_overflow=0");
     pool_lease_t *leases[RO_LEASES];
@@ -269,7 +248,7 @@ static int failover_warmed_up(void *p) {
 static void the_pool_moves_to_the_next_host_when_the_first_stops(void **state) {
     (void)state;
     char app[64], options[128];
-    app_name(app, sizeof app, "failover_stop");
+    test_app_name(app, sizeof app, "failover_stop");
     snprintf(options, sizeof options, "pool_size=%d max_overflow=0 pool_pre_ping=1", FO_POOL);
     struct failover *f = calloc(1, sizeof *f);
     assert_non_null(f);
@@ -370,7 +349,7 @@ static int silent_listener(int *port) {
 static void a_first_host_that_never_answers_costs_connect_timeout_then_the_next_is_used(void **state) {
     (void)state;
     char app[64], conninfo[512];
-    app_name(app, sizeof app, "failover_silent");
+    test_app_name(app, sizeof app, "failover_silent");
     int silent_port;
     int s = silent_listener(&silent_port);
     snprintf(conninfo, sizeof conninfo,

@@ -14,18 +14,14 @@
  * what they saw, and the test thread checks it after joining them. */
 #include <errno.h>
 #include <pthread.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "child.h"
 #include "faultproxy.h"
 #include "util.h"
-
-extern char **environ;
 
 /* Added to a deadline in the upper bound of a failing call: room for a loaded machine and
  * the sanitizers, far below anything that would count as hanging. */
@@ -35,25 +31,33 @@ extern char **environ;
 
 /* ---------------------------------------------------------------- helpers */
 
-/* "<base>_<pid>": this test's application_name. */
-static void app_name(char *buf, size_t len, const char *base) {
-    snprintf(buf, len, "%s_%d", base, (int)getpid());
-}
-
 static faultproxy_t *start_proxy(void) {
-    const char *port = getenv("PGPORT");
-    if (!port) fail_msg("PGPORT is not set: run under tests/with-postgres.sh");
     faultproxy_t *proxy = NULL;
-    if (fp_start(&proxy, "127.0.0.1", atoi(port)) != 0) fail_msg("fp_start: %s", strerror(errno));
+    if (fp_start(&proxy, "127.0.0.1", atoi(env_or_fail("PGPORT"))) != 0)
+        fail_msg("fp_start: %s", strerror(errno));
     return proxy;
 }
 
-/* A pool of libpq connections through the proxy, named `app`, plus `extra` conninfo. */
-static pool_t *proxied_pool(faultproxy_t *proxy, const char *app, const char *extra,
-                            const char *options) {
+/* What a test here works with: the proxy in front of the server, a monitor connection
+ * outside any pool, and the test's application_name. */
+struct scene {
+    faultproxy_t *proxy;
+    PGconn *monitor;
+    char app[64];
+};
+
+static void scene_begin(struct scene *s, const char *base) {
+    s->proxy = start_proxy();
+    s->monitor = monitor_connect();
+    test_app_name(s->app, sizeof s->app, base);
+}
+
+/* A pool of libpq connections through the proxy, named after the test, plus `extra`
+ * conninfo. */
+static pool_t *proxied_pool(const struct scene *s, const char *extra, const char *options) {
     char conninfo[512];
     snprintf(conninfo, sizeof conninfo, "host=127.0.0.1 port=%d application_name=%s %s",
-             fp_port(proxy), app, extra ? extra : "");
+             fp_port(s->proxy), s->app, extra ? extra : "");
     pool_t *pool = NULL;
     assert_ok(pool_create(&pool, conninfo, options));
     return pool;
@@ -67,12 +71,6 @@ static int lease_pid(pool_lease_t *lease) {
     pool_result_free(res);
     assert_true(pid > 0);
     return pid;
-}
-
-static int contains_pid(const int *pids, int n, int pid) {
-    for (int i = 0; i < n; i++)
-        if (pids[i] == pid) return 1;
-    return 0;
 }
 
 struct proxy_count {
@@ -108,6 +106,46 @@ static void await_proxy_accepted_at(faultproxy_t *proxy, long n, int line) {
                  fp_accepted(proxy), n);
 }
 #define await_proxy_accepted(proxy, n) await_proxy_accepted_at((proxy), (n), __LINE__)
+
+/* A checkout with timeout_ms that must fail with `want` (0: POOL_ETIMEDOUT or POOL_ECONNECT),
+ * lend nothing, and return within bound_ms + SLACK_MS (bound_ms < 0: no bound), so that a
+ * hang shows; `what` names it in a failure, and its message goes to msg. checkout_fails is a
+ * macro, so that a failure names the test's line. */
+static void checkout_fails_at(pool_t *pool, int64_t timeout_ms, int want, int64_t bound_ms,
+                              const char *what, char *msg, size_t len, int line) {
+    pool_lease_t *lease = (pool_lease_t *)&lease;
+    int64_t start = now_ms();
+    int rc = pool_checkout(&lease, pool, timeout_ms);
+    int64_t took = now_ms() - start;
+    snprintf(msg, len, "%s", pool_last_error());
+    if (want ? rc != want : rc != POOL_ETIMEDOUT && rc != POOL_ECONNECT)
+        fail_msg("line %d: %s: %s: %s", line, what, pool_error_name(rc), msg);
+    if (lease) fail_msg("line %d: %s: a failed checkout lent a lease", line, what);
+    if (bound_ms >= 0 && took > bound_ms + SLACK_MS)
+        fail_msg("line %d: %s took %lld ms, bound %lld ms", line, what, (long long)took,
+                 (long long)bound_ms);
+}
+#define checkout_fails(pool, timeout_ms, want, bound_ms, what, msg) \
+    checkout_fails_at((pool), (timeout_ms), (want), (bound_ms), (what), (msg), sizeof(msg), __LINE__)
+
+/* The network heals: the next checkout gets a working connection, on a backend other than
+ * old_pid (0: any backend). */
+static void heal_and_check_out_another_backend(struct scene *s, pool_t *pool, int old_pid) {
+    fp_set_mode(s->proxy, FP_PASS, 0);
+    pool_lease_t *lease = checkout(pool);
+    assert_int_not_equal(lease_pid(lease), old_pid);
+    assert_ok(pool_checkin(lease));
+}
+
+/* The end of a test: the pool disposed, no session by the test's name left on the server and
+ * no connection left in the proxy (awaited), then the proxy and the monitor closed. */
+static void scene_end(struct scene *s, pool_t *pool) {
+    assert_ok(pool_dispose(pool));
+    await_sessions(s->monitor, s->app, 0);
+    await_proxy_connections(s->proxy, 0);
+    fp_stop(s->proxy);
+    PQfinish(s->monitor);
+}
 
 struct stat_arg {
     pool_t *pool;
@@ -158,31 +196,19 @@ static void start_background_checkout(pthread_t *thread, struct bg_checkout *b) 
 static void a_black_hole_fails_a_pre_ping_checkout_within_its_deadline_and_the_pool_recovers(
     void **state) {
     (void)state;
-    faultproxy_t *proxy = start_proxy();
-    PGconn *monitor = monitor_connect();
-    char app[64];
-    app_name(app, sizeof app, "faults_hole_ping");
-    pool_t *pool = proxied_pool(proxy, app, NULL,
+    struct scene s;
+    scene_begin(&s, "faults_hole_ping");
+    pool_t *pool = proxied_pool(&s, NULL,
                                 "pool_size=1 max_overflow=0 pool_pre_ping=true "
                                 "pre_ping_interval=0 fail_fast_after=0");
     pool_lease_t *lease = checkout(pool);
     int old_pid = lease_pid(lease);
     assert_ok(pool_checkin(lease));
-    await_sessions(monitor, app, 1);
+    await_sessions(s.monitor, s.app, 1);
 
-    fp_set_mode(proxy, FP_BLACKHOLE, 0);
-    int64_t start = now_ms();
-    lease = (pool_lease_t *)&lease;
-    int rc = pool_checkout(&lease, pool, HOLE_DEADLINE_MS);
-    int64_t took = now_ms() - start;
+    fp_set_mode(s.proxy, FP_BLACKHOLE, 0);
     char msg[512];
-    snprintf(msg, sizeof msg, "%s", pool_last_error());
-    if (rc != POOL_ETIMEDOUT && rc != POOL_ECONNECT)
-        fail_msg("checkout into a black hole: %s: %s", pool_error_name(rc), msg);
-    assert_null(lease);
-    if (took > HOLE_DEADLINE_MS + SLACK_MS)
-        fail_msg("the checkout took %lld ms with a deadline of %d ms", (long long)took,
-                 HOLE_DEADLINE_MS);
+    checkout_fails(pool, HOLE_DEADLINE_MS, 0, HOLE_DEADLINE_MS, "checkout into a black hole", msg);
 
     pool_stats_t st = stats_of(pool);
     assert_int_equal(st.pings_total, 1);
@@ -197,23 +223,16 @@ static void a_black_hole_fails_a_pre_ping_checkout_within_its_deadline_and_the_p
     assert_int_equal(st.overflow, 0);
     /* the pool let go of the silent connection (and of any connect it tried): nothing is
        left open through the proxy, and the server's backend ends */
-    await_proxy_connections(proxy, 0);
-    await_sessions(monitor, app, 0);
+    await_proxy_connections(s.proxy, 0);
+    await_sessions(s.monitor, s.app, 0);
 
-    fp_set_mode(proxy, FP_PASS, 0);
-    lease = checkout(pool);
-    assert_int_not_equal(lease_pid(lease), old_pid);
-    assert_ok(pool_checkin(lease));
+    heal_and_check_out_another_backend(&s, pool, old_pid);
     st = stats_of(pool);
     assert_int_equal(st.opened_total, 2);
     assert_int_equal(st.idle, 1);
     assert_int_equal(st.checkouts_total, 2);
 
-    assert_ok(pool_dispose(pool));
-    await_sessions(monitor, app, 0);
-    await_proxy_connections(proxy, 0);
-    fp_stop(proxy);
-    PQfinish(monitor);
+    scene_end(&s, pool);
 }
 
 /* The same with nothing to spare: the ping uses up the whole deadline. The checkout then
@@ -225,32 +244,26 @@ static void a_black_hole_fails_a_pre_ping_checkout_within_its_deadline_and_the_p
 static void a_pre_ping_that_uses_up_the_deadline_times_out_without_a_doomed_connect(
     void **state) {
     (void)state;
-    faultproxy_t *proxy = start_proxy();
-    char app[64];
-    app_name(app, sizeof app, "faults_hole_ping_strict");
-    pool_t *pool = proxied_pool(proxy, app, NULL,
+    struct scene s;
+    scene_begin(&s, "faults_hole_ping_strict");
+    pool_t *pool = proxied_pool(&s, NULL,
                                 "pool_size=1 max_overflow=0 pool_pre_ping=true "
                                 "pre_ping_interval=0 ping_timeout=30 fail_fast_after=0");
     pool_lease_t *lease = checkout(pool);
     assert_true(lease_pid(lease) > 0);
     assert_ok(pool_checkin(lease));
 
-    fp_set_mode(proxy, FP_BLACKHOLE, 0);
-    lease = (pool_lease_t *)&lease;
-    int rc = pool_checkout(&lease, pool, HOLE_DEADLINE_MS);
-    if (rc != POOL_ETIMEDOUT)
-        fail_msg("a checkout whose ping used up its deadline: %s: %s", pool_error_name(rc),
-                 pool_last_error());
-    assert_null(lease);
+    fp_set_mode(s.proxy, FP_BLACKHOLE, 0);
+    char msg[512];
+    checkout_fails(pool, HOLE_DEADLINE_MS, POOL_ETIMEDOUT, -1,
+                   "a checkout whose ping used up its deadline", msg);
     pool_stats_t st = stats_of(pool);
     assert_int_equal(st.dead_total, 1);
     assert_int_equal(st.timeouts_total, 1);
     assert_int_equal(st.connect_failures_total, 0);
     assert_int_equal(st.opened_total, 1);
     assert_int_equal(st.opening, 0);
-    assert_ok(pool_dispose(pool));
-    await_proxy_connections(proxy, 0);
-    fp_stop(proxy);
+    scene_end(&s, pool);
 }
 
 /* A connect into a black hole (the TCP connect succeeds, the server never answers) fails
@@ -260,25 +273,16 @@ static void a_pre_ping_that_uses_up_the_deadline_times_out_without_a_doomed_conn
 static void a_connect_into_a_black_hole_fails_within_its_deadline_and_frees_its_slot(
     void **state) {
     (void)state;
-    faultproxy_t *proxy = start_proxy();
-    PGconn *monitor = monitor_connect();
-    char app[64];
-    app_name(app, sizeof app, "faults_hole_connect");
-    fp_set_mode(proxy, FP_BLACKHOLE, 0);
-    pool_t *pool = proxied_pool(proxy, app, NULL, "pool_size=1 max_overflow=0 fail_fast_after=0");
+    struct scene s;
+    scene_begin(&s, "faults_hole_connect");
+    fp_set_mode(s.proxy, FP_BLACKHOLE, 0);
+    pool_t *pool = proxied_pool(&s, NULL, "pool_size=1 max_overflow=0 fail_fast_after=0");
+    char msg[512];
     for (int i = 1; i <= 2; i++) {
-        pool_lease_t *lease = (pool_lease_t *)&lease;
-        int64_t start = now_ms();
-        int rc = pool_checkout(&lease, pool, HOLE_DEADLINE_MS);
-        int64_t took = now_ms() - start;
-        if (rc != POOL_ECONNECT)
-            fail_msg("connect %d into a black hole: %s: %s", i, pool_error_name(rc),
-                     pool_last_error());
-        assert_contains(pool_last_error(), "timed out");
-        assert_null(lease);
-        if (took > HOLE_DEADLINE_MS + SLACK_MS)
-            fail_msg("connect %d took %lld ms with a deadline of %d ms", i, (long long)took,
-                     HOLE_DEADLINE_MS);
+        char what[64];
+        snprintf(what, sizeof what, "connect %d into a black hole", i);
+        checkout_fails(pool, HOLE_DEADLINE_MS, POOL_ECONNECT, HOLE_DEADLINE_MS, what, msg);
+        assert_contains(msg, "timed out");
     }
     pool_stats_t st = stats_of(pool);
     assert_int_equal(st.connect_failures_total, 2);
@@ -288,34 +292,20 @@ static void a_connect_into_a_black_hole_fails_within_its_deadline_and_frees_its_
     assert_int_equal(st.checked_out, 0);
     assert_int_equal(st.overflow, 0);
     /* both reached the proxy (a black hole, not a refused connect), and both were closed */
-    await_proxy_accepted(proxy, 2);
-    await_proxy_connections(proxy, 0);
+    await_proxy_accepted(s.proxy, 2);
+    await_proxy_connections(s.proxy, 0);
 
     /* connect_timeout=2 (libpq's minimum) against pool_timeout=30 */
-    pool_t *bounded = proxied_pool(proxy, app, "connect_timeout=2",
+    pool_t *bounded = proxied_pool(&s, "connect_timeout=2",
                                    "pool_size=1 max_overflow=0 pool_timeout=30");
-    pool_lease_t *lease = NULL;
-    int64_t start = now_ms();
-    int rc = pool_checkout(&lease, bounded, -1);
-    int64_t took = now_ms() - start;
-    if (rc != POOL_ECONNECT)
-        fail_msg("connect with connect_timeout=2: %s: %s", pool_error_name(rc), pool_last_error());
-    if (took > 2000 + SLACK_MS)
-        fail_msg("connect_timeout=2 let the connect take %lld ms", (long long)took);
+    checkout_fails(bounded, -1, POOL_ECONNECT, 2000, "connect with connect_timeout=2", msg);
     assert_int_equal(stats_of(bounded).opening, 0);
     assert_ok(pool_dispose(bounded));
-    await_proxy_connections(proxy, 0);
+    await_proxy_connections(s.proxy, 0);
 
-    fp_set_mode(proxy, FP_PASS, 0);
-    lease = checkout(pool);
-    assert_true(lease_pid(lease) > 0);
-    assert_ok(pool_checkin(lease));
+    heal_and_check_out_another_backend(&s, pool, 0);
     assert_int_equal(stats_of(pool).opened_total, 1);
-    assert_ok(pool_dispose(pool));
-    await_sessions(monitor, app, 0);
-    await_proxy_connections(proxy, 0);
-    fp_stop(proxy);
-    PQfinish(monitor);
+    scene_end(&s, pool);
 }
 
 /* A statement sent into a black hole: with query_timeout, pool_query gives up with
@@ -323,15 +313,13 @@ static void a_connect_into_a_black_hole_fails_within_its_deadline_and_frees_its_
  * (counted as invalidated) rather than keep a connection whose protocol state nobody knows. */
 static void a_query_into_a_black_hole_times_out_and_its_connection_is_closed(void **state) {
     (void)state;
-    faultproxy_t *proxy = start_proxy();
-    PGconn *monitor = monitor_connect();
-    char app[64];
-    app_name(app, sizeof app, "faults_hole_query");
-    pool_t *pool = proxied_pool(proxy, app, NULL, "pool_size=1 max_overflow=0 query_timeout=1");
+    struct scene s;
+    scene_begin(&s, "faults_hole_query");
+    pool_t *pool = proxied_pool(&s, NULL, "pool_size=1 max_overflow=0 query_timeout=1");
     pool_lease_t *lease = checkout(pool);
     int old_pid = lease_pid(lease);
 
-    fp_set_mode(proxy, FP_BLACKHOLE, 0);
+    fp_set_mode(s.proxy, FP_BLACKHOLE, 0);
     pool_result_t *res = (pool_result_t *)&res;
     int64_t start = now_ms();
     int rc = pool_query(&res, lease, "SELECT 1", 0, NULL);
@@ -352,18 +340,11 @@ static void a_query_into_a_black_hole_times_out_and_its_connection_is_closed(voi
     assert_int_equal(st.invalidated_total, 1);
     assert_int_equal(st.idle, 0);
     assert_int_equal(st.checked_out, 0);
-    await_proxy_connections(proxy, 0);
-    await_sessions(monitor, app, 0);
+    await_proxy_connections(s.proxy, 0);
+    await_sessions(s.monitor, s.app, 0);
 
-    fp_set_mode(proxy, FP_PASS, 0);
-    lease = checkout(pool);
-    assert_int_not_equal(lease_pid(lease), old_pid);
-    assert_ok(pool_checkin(lease));
-    assert_ok(pool_dispose(pool));
-    await_sessions(monitor, app, 0);
-    await_proxy_connections(proxy, 0);
-    fp_stop(proxy);
-    PQfinish(monitor);
+    heal_and_check_out_another_backend(&s, pool, old_pid);
+    scene_end(&s, pool);
 }
 
 /* A lease left in a transaction when the server stops answering: the rollback at checkin is
@@ -371,18 +352,16 @@ static void a_query_into_a_black_hole_times_out_and_its_connection_is_closed(voi
  * make soak), and the connection is closed as dead, never lent again. */
 static void a_checkin_whose_rollback_gets_no_answer_returns_and_closes_the_connection(void **state) {
     (void)state;
-    faultproxy_t *proxy = start_proxy();
-    PGconn *monitor = monitor_connect();
-    char app[64];
-    app_name(app, sizeof app, "faults_hole_checkin");
-    pool_t *pool = proxied_pool(proxy, app, NULL, "pool_size=1 max_overflow=0 ping_timeout=0.3");
+    struct scene s;
+    scene_begin(&s, "faults_hole_checkin");
+    pool_t *pool = proxied_pool(&s, NULL, "pool_size=1 max_overflow=0 ping_timeout=0.3");
     pool_lease_t *lease = checkout(pool);
     int old_pid = lease_pid(lease);
     pool_result_t *res = NULL;
     assert_ok(pool_query(&res, lease, "BEGIN", 0, NULL));
     pool_result_free(res);
 
-    fp_set_mode(proxy, FP_BLACKHOLE, 0);
+    fp_set_mode(s.proxy, FP_BLACKHOLE, 0);
     int64_t start = now_ms();
     assert_ok(pool_checkin(lease));
     int64_t took = now_ms() - start;
@@ -394,17 +373,11 @@ static void a_checkin_whose_rollback_gets_no_answer_returns_and_closes_the_conne
     assert_int_equal(st.dead_total, 1);
     assert_int_equal(st.idle, 0);
     assert_int_equal(st.checked_out, 0);
-    await_proxy_connections(proxy, 0);
-    await_sessions(monitor, app, 0);
+    await_proxy_connections(s.proxy, 0);
+    await_sessions(s.monitor, s.app, 0);
 
-    fp_set_mode(proxy, FP_PASS, 0);
-    lease = checkout(pool);
-    assert_int_not_equal(lease_pid(lease), old_pid);
-    assert_ok(pool_checkin(lease));
-    assert_ok(pool_dispose(pool));
-    await_sessions(monitor, app, 0);
-    fp_stop(proxy);
-    PQfinish(monitor);
+    heal_and_check_out_another_backend(&s, pool, old_pid);
+    scene_end(&s, pool);
 }
 
 /* ---------------------------------------------------------------- 2. refused, reset */
@@ -430,15 +403,13 @@ static long bulk_length(pool_lease_t *lease) {
  * the network heals succeeds. */
 static void refused_connects_fail_at_once_while_open_connections_keep_working(void **state) {
     (void)state;
-    faultproxy_t *proxy = start_proxy();
-    PGconn *monitor = monitor_connect();
-    char app[64];
-    app_name(app, sizeof app, "faults_refuse");
-    pool_t *pool = proxied_pool(proxy, app, NULL, "pool_size=2 max_overflow=0 fail_fast_after=0");
+    struct scene s;
+    scene_begin(&s, "faults_refuse");
+    pool_t *pool = proxied_pool(&s, NULL, "pool_size=2 max_overflow=0 fail_fast_after=0");
     pool_lease_t *open = checkout(pool);
     int open_pid = lease_pid(open);
 
-    fp_set_mode(proxy, FP_REFUSE, 0);
+    fp_set_mode(s.proxy, FP_REFUSE, 0);
     pool_lease_t *lease = (pool_lease_t *)&lease;
     int rc = pool_checkout(&lease, pool, SERVER_WAIT_MS);
     if (rc != POOL_ECONNECT)
@@ -452,21 +423,17 @@ static void refused_connects_fail_at_once_while_open_connections_keep_working(vo
     assert_int_equal(st.opened_total, 1);
     assert_int_equal(st.opening, 0);
     assert_int_equal(st.checked_out, 1);
-    await_proxy_accepted(proxy, 2);
-    assert_int_equal(fp_connections(proxy), 1); /* the refused one never counted as open */
+    await_proxy_accepted(s.proxy, 2);
+    assert_int_equal(fp_connections(s.proxy), 1); /* the refused one never counted as open */
 
-    fp_set_delays(proxy, 0, 5); /* every chunk held: a bulk result crosses as many chunks */
+    fp_set_delays(s.proxy, 0, 5); /* every chunk held: a bulk result crosses as many chunks */
     lease = checkout(pool);
     assert_int_equal(bulk_length(lease), BULK_BYTES);
     assert_int_not_equal(lease_pid(lease), open_pid);
     assert_ok(pool_checkin(lease));
     assert_ok(pool_checkin(open));
     assert_int_equal(stats_of(pool).opened_total, 2);
-    assert_ok(pool_dispose(pool));
-    await_sessions(monitor, app, 0);
-    await_proxy_connections(proxy, 0);
-    fp_stop(proxy);
-    PQfinish(monitor);
+    scene_end(&s, pool);
 }
 
 #define RESET_N 4
@@ -532,13 +499,11 @@ static int all_asleep(void *arg) {
 static void connections_reset_mid_query_fail_clearly_and_are_never_handed_out_again(
     void **state) {
     (void)state;
-    faultproxy_t *proxy = start_proxy();
-    PGconn *monitor = monitor_connect();
-    char app[64];
-    app_name(app, sizeof app, "faults_reset");
+    struct scene s;
+    scene_begin(&s, "faults_reset");
     char options[64];
     snprintf(options, sizeof options, "pool_size=%d max_overflow=0 fail_fast_after=0", RESET_N);
-    pool_t *pool = proxied_pool(proxy, app, "options='-c client_connection_check_interval=100'",
+    pool_t *pool = proxied_pool(&s, "options='-c client_connection_check_interval=100'",
                                 options);
     struct report rep;
     report_init(&rep);
@@ -552,11 +517,11 @@ static void connections_reset_mid_query_fail_clearly_and_are_never_handed_out_ag
         if (pthread_create(&threads[started], NULL, sleep_on_a_lease, &sleepers[started]) != 0)
             break;
     }
-    struct sleeping_arg asleep = {monitor, app};
+    struct sleeping_arg asleep = {s.monitor, s.app};
     int all_in_query = started == RESET_N && await_true(all_asleep, &asleep, SERVER_WAIT_MS);
-    assert_int_equal(fp_connections(proxy), RESET_N);
-    fp_reset_all(proxy); /* also when not all got there: the threads must end before a fail */
-    int after_reset = fp_connections(proxy);
+    assert_int_equal(fp_connections(s.proxy), RESET_N);
+    fp_reset_all(s.proxy); /* also when not all got there: the threads must end before a fail */
+    int after_reset = fp_connections(s.proxy);
     join_threads(threads, started);
     if (started != RESET_N) fail_msg("pthread_create");
     assert_no_failures(&rep);
@@ -584,7 +549,7 @@ static void connections_reset_mid_query_fail_clearly_and_are_never_handed_out_ag
     assert_int_equal(st.checked_out, 0);
     assert_int_equal(st.idle, 0);
     assert_int_equal(st.opening, 0);
-    for (int i = 0; i < RESET_N; i++) await_backend_gone(monitor, old[i]);
+    for (int i = 0; i < RESET_N; i++) await_backend_gone(s.monitor, old[i]);
 
     pool_lease_t *leases[RESET_N];
     for (int i = 0; i < RESET_N; i++) {
@@ -596,37 +561,12 @@ static void connections_reset_mid_query_fail_clearly_and_are_never_handed_out_ag
     st = stats_of(pool);
     assert_int_equal(st.opened_total, 2 * RESET_N);
     assert_int_equal(st.idle, RESET_N);
-    assert_ok(pool_dispose(pool));
-    await_sessions(monitor, app, 0);
-    await_proxy_connections(proxy, 0);
-    fp_stop(proxy);
-    PQfinish(monitor);
+    scene_end(&s, pool);
 }
 
 /* ---------------------------------------------------------------- 3. max_connections */
 
 #define SMALL_MAX_CONNECTIONS 8
-
-/* Runs "$CONNPOOL_TEST_PGCTL <action>" and returns its exit status (-1 if it could not run).
- * posix_spawn, not fork: the pool's fork handlers have no business here. */
-static int pgctl(const char *action) {
-    const char *ctl = getenv("CONNPOOL_TEST_PGCTL");
-    if (!ctl || !*ctl) return -1;
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "%s %s", ctl, action);
-    char *argv[] = {"sh", "-c", cmd, NULL};
-    pid_t pid;
-    if (posix_spawn(&pid, "/bin/sh", NULL, NULL, argv, environ) != 0) return -1;
-    int status;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR) return -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-static int server_accepts(void *unused) {
-    (void)unused;
-    return PQping("connect_timeout=2") == PQPING_OK;
-}
 
 /* Runs statements that return no rows; 0 if all succeeded. */
 static int run_statements(PGconn *conn, const char *const *sql, int n) {
@@ -690,10 +630,9 @@ static void server_text(const char *message, char *out, size_t len) {
 static void a_full_server_fails_the_connect_with_its_message_and_the_slot_comes_back(
     void **state) {
     (void)state;
-    if (!getenv("CONNPOOL_TEST_PGCTL"))
-        fail_msg("CONNPOOL_TEST_PGCTL is not set: run under tests/with-postgres.sh");
+    require_pgctl();
     char app[64], filler_app[80];
-    app_name(app, sizeof app, "faults_full");
+    test_app_name(app, sizeof app, "faults_full");
     snprintf(filler_app, sizeof filler_app, "%s_filler", app);
 
     PGconn *monitor = monitor_connect();
@@ -710,7 +649,7 @@ static void a_full_server_fails_the_connect_with_its_message_and_the_slot_comes_
     assert_int_equal(run_statements(monitor, shrink_sql, 2), 0);
     PQfinish(monitor);
     assert_int_equal(pgctl("restart -m fast"), 0);
-    if (!await_true(server_accepts, NULL, SERVER_WAIT_MS)) fail_msg("the server did not come back");
+    await_server();
     monitor = monitor_connect();
     /* the file is back to normal now; the running server keeps the small limit until the
        teardown's restart */
@@ -802,15 +741,13 @@ static void a_full_server_fails_the_connect_with_its_message_and_the_slot_comes_
  * time; A is asserted to be still connecting afterwards (a condition, not a timing). */
 static void a_slow_connect_does_not_stall_checkouts_served_by_idle_connections(void **state) {
     (void)state;
-    faultproxy_t *proxy = start_proxy();
-    PGconn *monitor = monitor_connect();
-    char app[64];
-    app_name(app, sizeof app, "faults_slow_idle");
-    pool_t *pool = proxied_pool(proxy, app, NULL, "pool_size=2 max_overflow=0 fail_fast_after=0");
+    struct scene s;
+    scene_begin(&s, "faults_slow_idle");
+    pool_t *pool = proxied_pool(&s, NULL, "pool_size=2 max_overflow=0 fail_fast_after=0");
     pool_lease_t *held = checkout(pool);
     int idle_pid = lease_pid(held);
 
-    fp_set_delays(proxy, SLOW_CONNECT_MS, 0);
+    fp_set_delays(s.proxy, SLOW_CONNECT_MS, 0);
     struct bg_checkout a = {pool, SERVER_WAIT_MS, 0, "", NULL, 0};
     pthread_t thread;
     start_background_checkout(&thread, &a);
@@ -841,11 +778,7 @@ static void a_slow_connect_does_not_stall_checkouts_served_by_idle_connections(v
     assert_int_equal(st.checkouts_total, 1 + IDLE_ROUNDS + 1);
     assert_int_equal(st.connect_failures_total, 0);
     assert_int_equal(st.idle, 2);
-    assert_ok(pool_dispose(pool));
-    await_sessions(monitor, app, 0);
-    await_proxy_connections(proxy, 0);
-    fp_stop(proxy);
-    PQfinish(monitor);
+    scene_end(&s, pool);
 }
 
 /* A requester that gives up on a slow connect: the pool abandons that connect at the
@@ -855,25 +788,15 @@ static void a_slow_connect_does_not_stall_checkouts_served_by_idle_connections(v
  * and opens a connection of its own, within its own deadline. */
 static void a_connect_whose_requester_gave_up_is_closed_and_its_slot_passes_on(void **state) {
     (void)state;
-    faultproxy_t *proxy = start_proxy();
-    PGconn *monitor = monitor_connect();
-    char app[64];
-    app_name(app, sizeof app, "faults_slow_giveup");
-    pool_t *pool = proxied_pool(proxy, app, NULL, "pool_size=1 max_overflow=0 fail_fast_after=0");
-    fp_set_delays(proxy, SLOW_CONNECT_MS, 0);
+    struct scene s;
+    scene_begin(&s, "faults_slow_giveup");
+    pool_t *pool = proxied_pool(&s, NULL, "pool_size=1 max_overflow=0 fail_fast_after=0");
+    fp_set_delays(s.proxy, SLOW_CONNECT_MS, 0);
 
     /* alone: the requester's deadline ends the connect */
-    pool_lease_t *lease = (pool_lease_t *)&lease;
-    int64_t start = now_ms();
-    int rc = pool_checkout(&lease, pool, 300);
-    int64_t took = now_ms() - start;
-    if (rc != POOL_ECONNECT)
-        fail_msg("a checkout giving up on a slow connect: %s: %s", pool_error_name(rc),
-                 pool_last_error());
-    assert_contains(pool_last_error(), "timed out");
-    assert_null(lease);
-    if (took > 300 + SLACK_MS) fail_msg("the checkout took %lld ms with a deadline of 300 ms",
-                                        (long long)took);
+    char msg[512];
+    checkout_fails(pool, 300, POOL_ECONNECT, 300, "a checkout giving up on a slow connect", msg);
+    assert_contains(msg, "timed out");
     pool_stats_t st = stats_of(pool);
     assert_int_equal(st.opening, 0);
     assert_int_equal(st.opened_total, 0);
@@ -881,8 +804,8 @@ static void a_connect_whose_requester_gave_up_is_closed_and_its_slot_passes_on(v
     assert_int_equal(st.connect_failures_total, 1);
     assert_int_equal(st.checked_out, 0);
     assert_int_equal(st.overflow, 0);
-    await_proxy_connections(proxy, 0); /* its socket is closed, after the delay has passed */
-    await_sessions(monitor, app, 0);
+    await_proxy_connections(s.proxy, 0); /* its socket is closed, after the delay has passed */
+    await_sessions(s.monitor, s.app, 0);
 
     /* with a waiter: A gives up, B (queued behind A's connect) gets the slot */
     struct bg_checkout a = {pool, 500, 0, "", NULL, 0};
@@ -908,15 +831,11 @@ static void a_connect_whose_requester_gave_up_is_closed_and_its_slot_passes_on(v
     assert_int_equal(st.checked_out, 1);
     assert_int_equal(st.opening, 0);
     assert_int_equal(st.waiting, 0);
-    assert_int_equal(fp_accepted(proxy), 3); /* A's connect was not handed to B: B made its own */
-    await_proxy_connections(proxy, 1);       /* and A's is closed */
-    await_sessions(monitor, app, 1);
+    assert_int_equal(fp_accepted(s.proxy), 3); /* A's connect was not handed to B: B made its own */
+    await_proxy_connections(s.proxy, 1);       /* and A's is closed */
+    await_sessions(s.monitor, s.app, 1);
     assert_ok(pool_checkin(b.lease));
-    assert_ok(pool_dispose(pool));
-    await_sessions(monitor, app, 0);
-    await_proxy_connections(proxy, 0);
-    fp_stop(proxy);
-    PQfinish(monitor);
+    scene_end(&s, pool);
 }
 
 int main(void) {

@@ -11,26 +11,16 @@
  *
  * cmocka's assertions may only fail on the test's own thread: worker threads record what
  * went wrong in a shared report, and the test thread asserts on it after joining them. */
-#include <errno.h>
 #include <pthread.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "child.h"
 #include "util.h"
 
-extern char **environ;
-
 /* ---------------------------------------------------------------- helpers */
-
-/* "<base>_<pid>": this test's application_name. */
-static void app_name(char *buf, size_t len, const char *base) {
-    snprintf(buf, len, "%s_%d", base, (int)getpid());
-}
 
 /* A pool of libpq connections named `app` (plus `extra` conninfo), with `options`. */
 static pool_t *pq_pool_with(const char *app, const char *extra, const char *options) {
@@ -61,15 +51,6 @@ static int backend_pid(pool_lease_t *lease) {
     return pid;
 }
 
-/* The first column of the first row of `sql`, copied into buf; fails the test on error. */
-static void query_text(PGconn *conn, const char *sql, char *buf, size_t len) {
-    PGresult *r = PQexec(conn, sql);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) < 1)
-        fail_msg("query \"%s\": %s", sql, PQerrorMessage(conn));
-    snprintf(buf, len, "%s", PQgetvalue(r, 0, 0));
-    PQclear(r);
-}
-
 /* Ends every session named `app` and returns how many ended (pg_terminate_backend with a
  * timeout returns once the backend has exited). The victims are chosen first, in a
  * materialized CTE: in a plain WHERE the planner may call pg_terminate_backend before it
@@ -82,43 +63,6 @@ static long long terminate_named(PGconn *monitor, const char *app) {
              "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) FROM victims",
              app);
     return query_int(monitor, sql);
-}
-
-static int contains_pid(const int *pids, int n, int pid) {
-    for (int i = 0; i < n; i++)
-        if (pids[i] == pid) return 1;
-    return 0;
-}
-
-/* Runs "$CONNPOOL_TEST_PGCTL <action>" and returns its exit status (-1 if it could not run).
- * posix_spawn, not fork: the pool's fork handlers have no business here. */
-static int pgctl(const char *action) {
-    const char *ctl = getenv("CONNPOOL_TEST_PGCTL");
-    if (!ctl || !*ctl) return -1;
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "%s %s", ctl, action);
-    char *argv[] = {"sh", "-c", cmd, NULL};
-    pid_t pid;
-    if (posix_spawn(&pid, "/bin/sh", NULL, NULL, argv, environ) != 0) return -1;
-    int status;
-    while (waitpid(pid, &status, 0) < 0)
-        if (errno != EINTR) return -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-static void require_pgctl(void) {
-    if (!getenv("CONNPOOL_TEST_PGCTL"))
-        fail_msg("CONNPOOL_TEST_PGCTL is not set: run under tests/with-postgres.sh");
-}
-
-static int server_accepts(void *unused) {
-    (void)unused;
-    return PQping("connect_timeout=2") == PQPING_OK;
-}
-
-static void await_server(void) {
-    if (!await_true(server_accepts, NULL, SERVER_WAIT_MS))
-        fail_msg("the server does not accept connections");
 }
 
 /* Teardown of the tests that stop the server: start it again if they left it down. */
@@ -225,7 +169,7 @@ static int load_warmed_up(void *p) {
 static void restart_under_load(const char *base, const char *options) {
     require_pgctl();
     char app[64];
-    app_name(app, sizeof app, base);
+    test_app_name(app, sizeof app, base);
     struct load *l = calloc(1, sizeof *l);
     assert_non_null(l);
     report_init(&l->rep);
@@ -321,7 +265,7 @@ static void backends_killed_while_idle_are_replaced_unseen_with_pre_ping(void **
     PGconn *monitor = monitor_connect();
     for (size_t v = 0; v < sizeof intervals / sizeof intervals[0]; v++) {
         char app[64], options[256];
-        app_name(app, sizeof app, v == 0 ? "health_killed_idle" : "health_killed_idle_ping");
+        test_app_name(app, sizeof app, v == 0 ? "health_killed_idle" : "health_killed_idle_ping");
         snprintf(options, sizeof options,
                  "pool_size=%d max_overflow=0 pool_pre_ping=true pre_ping_interval=%s",
                  KILL_N, intervals[v]);
@@ -401,7 +345,7 @@ static void a_stopped_server_fails_checkouts_fast_and_the_pool_recovers_by_itsel
     (void)state;
     require_pgctl();
     char app[64];
-    app_name(app, sizeof app, "health_fail_fast");
+    test_app_name(app, sizeof app, "health_fail_fast");
     pool_t *pool = pq_pool_with(app, "connect_timeout=2",
                                 "pool_size=2 max_overflow=0 pool_timeout=5 fail_fast_after=3 "
                                 "fail_fast_backoff_max=0.2");
@@ -499,7 +443,7 @@ static int handed_out_another(void *p) {
 static void a_connection_past_pool_recycle_is_replaced_at_checkout(void **state) {
     (void)state;
     char app[64];
-    app_name(app, sizeof app, "health_recycle_checkout");
+    test_app_name(app, sizeof app, "health_recycle_checkout");
     PGconn *monitor = monitor_connect();
     pool_t *pool = pq_pool_with(app, "sslmode=disable",
                                 "pool_size=1 max_overflow=0 pool_recycle=0.3 "
@@ -559,7 +503,7 @@ static int backends_named(PGconn *monitor, const char *app, int *pids, int max) 
 static void idle_connections_expire_at_spread_out_times(void **state) {
     (void)state;
     char app[64], options[256];
-    app_name(app, sizeof app, "health_recycle_jitter");
+    test_app_name(app, sizeof app, "health_recycle_jitter");
     snprintf(options, sizeof options,
              "pool_size=%d max_overflow=0 pool_timeout=10 pool_recycle=%g "
              "pool_recycle_jitter=%g idle_timeout=60",
@@ -665,7 +609,7 @@ static int fresh_sessions(void *p) {
              ")) = %lld AND count(*) = %lld FROM pg_stat_activity WHERE application_name = '%s'",
              a->n, a->n, a->app);
     char v[8];
-    query_text(a->monitor, sql, v, sizeof v);
+    query_string(a->monitor, sql, v, sizeof v);
     return strcmp(v, "t") == 0;
 }
 
@@ -675,7 +619,7 @@ static int fresh_sessions(void *p) {
 static void idle_timeout_shrinks_to_min_idle_and_min_idle_refills_after_a_kill(void **state) {
     (void)state;
     char app[64], options[256];
-    app_name(app, sizeof app, "health_min_idle");
+    test_app_name(app, sizeof app, "health_min_idle");
     snprintf(options, sizeof options,
              "pool_size=%d max_overflow=0 pool_timeout=10 min_idle=%d idle_timeout=0.2",
              IDLE_SIZE, MIN_IDLE);
@@ -787,7 +731,7 @@ static pool_hooks_t connect_hooks(struct hook_state *h) {
 static void on_connect_sets_up_every_session_and_its_failure_fails_the_connect(void **state) {
     (void)state;
     char app[64], app_set[80], v[128];
-    app_name(app, sizeof app, "health_on_connect");
+    test_app_name(app, sizeof app, "health_on_connect");
     snprintf(app_set, sizeof app_set, "%s_set", app);
     static struct hook_state h;
     memset(&h, 0, sizeof h);
@@ -799,9 +743,9 @@ static void on_connect_sets_up_every_session_and_its_failure_fails_the_connect(v
     pool_hooks_t hooks = connect_hooks(&h);
     assert_ok(pool_set_hooks(pool, &hooks));
     pool_lease_t *a = checkout(pool);
-    query_text(native(a), "SHOW statement_timeout", v, sizeof v);
+    query_string(native(a), "SHOW statement_timeout", v, sizeof v);
     assert_string_equal(v, "1234ms");
-    query_text(native(a), "SHOW application_name", v, sizeof v);
+    query_string(native(a), "SHOW application_name", v, sizeof v);
     assert_string_equal(v, app_set);
     int pid = backend_pid(a);
     assert_int_equal(pool_set_hooks(pool, &hooks), POOL_ESTATE); /* in use now */
@@ -810,10 +754,10 @@ static void on_connect_sets_up_every_session_and_its_failure_fails_the_connect(v
     /* the same session again: set up once, still set up after the checkin's rollback */
     a = checkout(pool);
     assert_int_equal(backend_pid(a), pid);
-    query_text(native(a), "SHOW statement_timeout", v, sizeof v);
+    query_string(native(a), "SHOW statement_timeout", v, sizeof v);
     assert_string_equal(v, "1234ms");
     pool_lease_t *b = checkout(pool); /* a second session */
-    query_text(native(b), "SHOW statement_timeout", v, sizeof v);
+    query_string(native(b), "SHOW statement_timeout", v, sizeof v);
     assert_string_equal(v, "1234ms");
     assert_int_equal(h.connects, 2);
     assert_int_equal(sessions_named(monitor, app_set), 2);
@@ -853,7 +797,7 @@ static void on_connect_sets_up_every_session_and_its_failure_fails_the_connect(v
     h.fail = 0;
     pthread_mutex_unlock(&h.mu);
     lease = checkout(pool);
-    query_text(native(lease), "SHOW statement_timeout", v, sizeof v);
+    query_string(native(lease), "SHOW statement_timeout", v, sizeof v);
     assert_string_equal(v, "1234ms");
     assert_ok(pool_checkin(lease));
     assert_int_equal(h.connects, 2);
@@ -870,7 +814,7 @@ static void on_connect_sets_up_every_session_and_its_failure_fails_the_connect(v
 static void reporting_a_failover_sqlstate_retires_older_connections_only(void **state) {
     (void)state;
     char app[64];
-    app_name(app, sizeof app, "health_report_error");
+    test_app_name(app, sizeof app, "health_report_error");
     PGconn *monitor = monitor_connect();
     pool_t *pool = pq_pool(app, "pool_size=5 max_overflow=0");
 
@@ -1068,7 +1012,7 @@ static void the_log_hook_reports_connect_failures_without_the_password(void **st
 static void a_zero_timeout_checkout_pings_in_earnest(void **state) {
     (void)state;
     char app[64];
-    app_name(app, sizeof app, "health_zero_ping");
+    test_app_name(app, sizeof app, "health_zero_ping");
     pool_t *pool = pq_pool(app, "pool_size=1 max_overflow=0 pool_pre_ping=true "
                                 "pre_ping_interval=0");
     pool_lease_t *lease = checkout(pool);
@@ -1123,7 +1067,7 @@ static void a_forked_child_runs_its_own_maintenance_and_leaves_the_parents_alone
     skip();
 #endif
     char app[64], options[128];
-    app_name(app, sizeof app, "health_fork_min_idle");
+    test_app_name(app, sizeof app, "health_fork_min_idle");
     snprintf(options, sizeof options, "pool_size=4 max_overflow=0 min_idle=%d idle_timeout=60",
              MIN_IDLE);
     PGconn *monitor = monitor_connect();

@@ -61,12 +61,6 @@ static struct driver psqlodbc = {PSQLODBC, "pg", "disable"};
 static struct driver psqlodbc_tls = {PSQLODBC, "pgtls", "require"};
 static struct driver sqlite = {SQLITE, "lite", NULL};
 
-static const char *env_or_fail(const char *name) {
-    const char *v = getenv(name);
-    if (!v || !*v) fail_msg("%s is not set: run under tests/with-postgres.sh", name);
-    return v;
-}
-
 /* One test's setting: its driver, its name, its pool's connection string. */
 struct ctx {
     const struct driver *d;

@@ -37,16 +37,6 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-static const char *env_or_fail(const char *name) {
-    const char *v = getenv(name);
-    if (!v || !*v) fail_msg("%s is not set: run under tests/with-pgbouncer.sh", name);
-    return v;
-}
-
-static void app_name(char *buf, size_t len, const char *base) {
-    snprintf(buf, len, "%s_%d", base, (int)getpid());
-}
-
 /* A pool of libpq connections to PgBouncer's database `db` (NULL: the test database). A later
  * dbname overrides the one in CONNPOOL_TEST_PGBOUNCER (libpq keeps the last). */
 static pool_t *bouncer_pool(const char *app, const char *db, const char *options) {
@@ -137,7 +127,7 @@ static void assert_reaches_the_test_server(pool_lease_t *lease) {
 static void a_lease_queries_the_server_behind_pgbouncer(void **state) {
     (void)state;
     char app[64], got[128];
-    app_name(app, sizeof app, "pgb_basic");
+    test_app_name(app, sizeof app, "pgb_basic");
     pool_t *pool = bouncer_pool(app, NULL, "pool_size=2 max_overflow=0");
     pool_lease_t *lease = checkout(pool);
     assert_reaches_the_test_server(lease);
@@ -169,7 +159,7 @@ static long long rows_in(pool_lease_t *lease, const char *table) {
 static void transactions_roll_back_explicitly_and_at_checkin(void **state) {
     (void)state;
     char app[64], table[64], sql[256];
-    app_name(app, sizeof app, "pgb_tx");
+    test_app_name(app, sizeof app, "pgb_tx");
     snprintf(table, sizeof table, "pgb_tx_%d", (int)getpid());
     pool_t *pool = bouncer_pool(app, NULL, "pool_size=2 max_overflow=0");
     pool_lease_t *lease = checkout(pool);
@@ -216,7 +206,7 @@ static void transactions_roll_back_explicitly_and_at_checkin(void **state) {
 static void parameters_travel_as_unnamed_statements_over_shared_server_connections(void **state) {
     (void)state;
     char app[64];
-    app_name(app, sizeof app, "pgb_params");
+    test_app_name(app, sizeof app, "pgb_params");
     pool_t *pool = bouncer_pool(app, NULL, "pool_size=10 max_overflow=0");
     PGconn *admin = admin_connect();
     pool_lease_t *leases[PARAM_LEASES];
@@ -248,7 +238,7 @@ static void parameters_travel_as_unnamed_statements_over_shared_server_connectio
 static void pre_ping_goes_through_and_replaces_connections_pgbouncer_dropped(void **state) {
     (void)state;
     char app[64];
-    app_name(app, sizeof app, "pgb_ping");
+    test_app_name(app, sizeof app, "pgb_ping");
     const char *db = "connpool_kill";
     pool_t *pool = bouncer_pool(app, db, "pool_size=3 max_overflow=0 pool_pre_ping=1 "
                                          "pre_ping_interval=0");
@@ -296,7 +286,7 @@ static int handed_out_another_client(void *p) {
 static void invalidate_and_recycle_replace_the_client_connection(void **state) {
     (void)state;
     char app[64];
-    app_name(app, sizeof app, "pgb_recycle");
+    test_app_name(app, sizeof app, "pgb_recycle");
     PGconn *admin = admin_connect();
     pool_t *pool = bouncer_pool(app, "connpool_single", "pool_size=1 max_overflow=0");
     pool_lease_t *lease = checkout(pool);
@@ -397,7 +387,7 @@ static double per_second(int64_t ms) {
 static void sixty_four_threads_share_ten_clients_over_four_server_connections(void **state) {
     (void)state;
     char app[64], options[128];
-    app_name(app, sizeof app, "pgb_stress");
+    test_app_name(app, sizeof app, "pgb_stress");
     snprintf(options, sizeof options, "pool_size=%d max_overflow=0", STRESS_POOL);
     pool_t *pool = bouncer_pool(app, NULL, options);
     PGconn *admin = admin_connect();
@@ -420,7 +410,7 @@ static void sixty_four_threads_share_ten_clients_over_four_server_connections(vo
     PQfinish(admin);
 
     char direct_app[64], conninfo[128];
-    app_name(direct_app, sizeof direct_app, "pgb_stress_direct");
+    test_app_name(direct_app, sizeof direct_app, "pgb_stress_direct");
     snprintf(conninfo, sizeof conninfo, "application_name=%s", direct_app);
     pool_t *direct = NULL;
     assert_ok(pool_create(&direct, conninfo, options));
@@ -449,14 +439,29 @@ static void last_statement(PGconn *monitor, const char *app, char *buf, size_t l
     PQclear(r);
 }
 
+/* Since `since`, PgBouncer counted `n` statements on `db`, and the last one the server ran for
+ * the session named `app` was `last`. assert_sent is a macro, so that a failure names the
+ * test's line. */
+static void assert_sent_at(PGconn *admin, PGconn *monitor, const char *db, const char *app,
+                           long long since, long long n, const char *last, int line) {
+    long long sent = queries_sent(admin, db) - since;
+    if (sent != n) fail_msg("line %d: %lld statements sent, expected %lld", line, sent, n);
+    char got[256];
+    last_statement(monitor, app, got, sizeof got);
+    if (strcmp(got, last) != 0)
+        fail_msg("line %d: the last statement was \"%s\", expected \"%s\"", line, got, last);
+}
+#define assert_sent(admin, monitor, db, app, since, n, last) \
+    assert_sent_at((admin), (monitor), (db), (app), (since), (n), (last), __LINE__)
+
 /* Over the single server connection of connpool_single, PgBouncer's statement count and the
  * server's record of the last statement show everything the pool sent: a checkin after an
  * idle lease sends nothing; a checkin with a transaction open sends exactly one ROLLBACK (and
  * with reset_on_return=commit one COMMIT); nothing ever sends DISCARD ALL or RESET ALL. */
 static void the_reset_on_return_sends_only_rollback_or_commit_of_an_open_transaction(void **state) {
     (void)state;
-    char app[64], last[256];
-    app_name(app, sizeof app, "pgb_reset");
+    char app[64];
+    test_app_name(app, sizeof app, "pgb_reset");
     const char *db = "connpool_single";
     PGconn *admin = admin_connect();
     PGconn *monitor = monitor_connect();
@@ -466,17 +471,13 @@ static void the_reset_on_return_sends_only_rollback_or_commit_of_an_open_transac
 
     assert_int_equal(lease_int(lease, "SELECT 11"), 11);
     assert_ok(pool_checkin(lease));
-    assert_int_equal(queries_sent(admin, db) - before, 1);
-    last_statement(monitor, app, last, sizeof last);
-    assert_string_equal(last, "SELECT 11");
+    assert_sent(admin, monitor, db, app, before, 1, "SELECT 11");
 
     lease = checkout(pool);
     lease_exec(lease, "BEGIN");
     assert_int_equal(lease_int(lease, "SELECT 12"), 12);
     assert_ok(pool_checkin(lease));
-    assert_int_equal(queries_sent(admin, db) - before, 4);
-    last_statement(monitor, app, last, sizeof last);
-    assert_string_equal(last, "ROLLBACK");
+    assert_sent(admin, monitor, db, app, before, 4, "ROLLBACK");
 
     /* a failed transaction: the same single ROLLBACK */
     lease = checkout(pool);
@@ -485,9 +486,7 @@ static void the_reset_on_return_sends_only_rollback_or_commit_of_an_open_transac
     assert_int_equal(pool_query(&res, lease, "SELECT 1/0", 0, NULL), POOL_EQUERY);
     assert_int_equal(PQtransactionStatus(pool_lease_native(lease)), PQTRANS_INERROR);
     assert_ok(pool_checkin(lease));
-    assert_int_equal(queries_sent(admin, db) - before, 7);
-    last_statement(monitor, app, last, sizeof last);
-    assert_string_equal(last, "ROLLBACK");
+    assert_sent(admin, monitor, db, app, before, 7, "ROLLBACK");
     assert_int_equal(stats_of(pool).opened_total, 1);
     assert_ok(pool_dispose(pool));
 
@@ -496,9 +495,7 @@ static void the_reset_on_return_sends_only_rollback_or_commit_of_an_open_transac
     before = queries_sent(admin, db);
     lease_exec(lease, "BEGIN");
     assert_ok(pool_checkin(lease));
-    assert_int_equal(queries_sent(admin, db) - before, 2);
-    last_statement(monitor, app, last, sizeof last);
-    assert_string_equal(last, "COMMIT");
+    assert_sent(admin, monitor, db, app, before, 2, "COMMIT");
     assert_ok(pool_dispose(pool));
     PQfinish(monitor);
     PQfinish(admin);
@@ -507,10 +504,7 @@ static void the_reset_on_return_sends_only_rollback_or_commit_of_an_open_transac
 static void show_setting(PGconn *conn, const char *name, char *buf, size_t len) {
     char sql[128];
     snprintf(sql, sizeof sql, "SELECT current_setting('%s')", name);
-    PGresult *r = PQexec(conn, sql);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK) fail_msg("%s: %s", sql, PQerrorMessage(conn));
-    snprintf(buf, len, "%s", PQgetvalue(r, 0, 0));
-    PQclear(r);
+    query_string(conn, sql, buf, len);
 }
 
 /* The caveat, shown: a lease's SET outside a transaction stays on PgBouncer's server
@@ -521,8 +515,8 @@ static void show_setting(PGconn *conn, const char *name, char *buf, size_t len) 
 static void a_session_set_outlives_the_lease_behind_pgbouncer_and_set_local_does_not(void **state) {
     (void)state;
     char app[64], other_app[64], got[64];
-    app_name(app, sizeof app, "pgb_set");
-    app_name(other_app, sizeof other_app, "pgb_set_other");
+    test_app_name(app, sizeof app, "pgb_set");
+    test_app_name(other_app, sizeof other_app, "pgb_set_other");
     const char *db = "connpool_single";
     PGconn *admin = admin_connect();
     char conninfo[512];
@@ -578,7 +572,7 @@ static void exec_ok(PGconn *conn, const char *sql) {
 static void a_named_prepared_statement_stays_behind_on_its_server_connection(void **state) {
     (void)state;
     char app[64];
-    app_name(app, sizeof app, "pgb_named");
+    test_app_name(app, sizeof app, "pgb_named");
     pool_t *pool = bouncer_pool(app, NULL, "pool_size=5 max_overflow=0");
     pool_lease_t *lease = checkout(pool);
     PGconn *conn = pool_lease_native(lease);
@@ -626,7 +620,7 @@ static void a_named_prepared_statement_stays_behind_on_its_server_connection(voi
 static void psqlodbc_works_through_pgbouncer_in_transaction_mode(void **state) {
     (void)state;
     char app[64], conninfo[768], table[64], sql[256], got[64];
-    app_name(app, sizeof app, "pgb_odbc");
+    test_app_name(app, sizeof app, "pgb_odbc");
     snprintf(table, sizeof table, "pgb_odbc_%d", (int)getpid());
     const char *base = env_or_fail("CONNPOOL_TEST_ODBC_PG");
     const char *port = strstr(base, ";Port=");

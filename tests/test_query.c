@@ -31,12 +31,6 @@ static struct backend libpq = {LIBPQ, "pq"};
 static struct backend psqlodbc = {PSQLODBC, "odbcpg"};
 static struct backend sqlite = {SQLITE, "lite"};
 
-static const char *env_or_fail(const char *name) {
-    const char *v = getenv(name);
-    if (!v || !*v) fail_msg("%s is not set: run under tests/with-postgres.sh", name);
-    return v;
-}
-
 /* One test's setting: its backend, its name, its pool's connection string. */
 struct ctx {
     const struct backend *b;

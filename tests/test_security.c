@@ -46,17 +46,6 @@
 
 /* ---------------------------------------------------------------- helpers */
 
-static const char *env_or_fail(const char *name) {
-    const char *value = getenv(name);
-    if (!value || !*value) fail_msg("%s is not set: run under tests/with-postgres.sh", name);
-    return value;
-}
-
-/* "<base>_<pid>": this test's application_name. */
-static void app_name(char *buf, size_t len, const char *base) {
-    snprintf(buf, len, "%s_%d", base, (int)getpid());
-}
-
 /* The first value of a one-row result, copied into buf; "" and the error in buf on failure
  * (the caller decides whether that fails the test). */
 static int query_text(pool_lease_t *lease, const char *sql, char *buf, size_t len) {
@@ -137,36 +126,38 @@ static void tls_connect_fails(const char *conninfo, const char *app, const char 
     PQfinish(monitor);
 }
 
+/* Through libpq, then psqlODBC: a pool over `host` with `sslmode` and root certificate
+ * `rootcert` (NULL: none), its sessions named <base>_pq and <base>_od, works on TLS
+ * (tls_session_works) if `why` is NULL, else fails saying `why` (tls_connect_fails). */
+static void tls_through_both(const char *base, const char *host, const char *sslmode,
+                             const char *rootcert, const char *why) {
+    for (int k = VIA_LIBPQ; k <= VIA_ODBC; k++) {
+        char name[48], app[64], conninfo[768];
+        snprintf(name, sizeof name, "%s_%s", base, k == VIA_LIBPQ ? "pq" : "od");
+        test_app_name(app, sizeof app, name);
+        tls_conninfo(conninfo, sizeof conninfo, k, host, sslmode, rootcert, app);
+        if (why)
+            tls_connect_fails(conninfo, app, why, connector_names[k]);
+        else
+            tls_session_works(conninfo, app, connector_names[k]);
+    }
+}
+
 static void sslmode_require_encrypts_the_pooled_sessions(void **state) {
     (void)state;
-    for (int k = VIA_LIBPQ; k <= VIA_ODBC; k++) {
-        char app[64], conninfo[768];
-        app_name(app, sizeof app, k == VIA_LIBPQ ? "sec_require_pq" : "sec_require_od");
-        tls_conninfo(conninfo, sizeof conninfo, k, "127.0.0.1", "require", NULL, app);
-        tls_session_works(conninfo, app, connector_names[k]);
-    }
+    tls_through_both("sec_require", "127.0.0.1", "require", NULL, NULL);
 }
 
 static void verify_full_with_the_test_ca_connects(void **state) {
     (void)state;
-    const char *ca = env_or_fail("CONNPOOL_TEST_SSL_CA");
-    for (int k = VIA_LIBPQ; k <= VIA_ODBC; k++) {
-        char app[64], conninfo[768];
-        app_name(app, sizeof app, k == VIA_LIBPQ ? "sec_vfull_pq" : "sec_vfull_od");
-        tls_conninfo(conninfo, sizeof conninfo, k, "127.0.0.1", "verify-full", ca, app);
-        tls_session_works(conninfo, app, connector_names[k]);
-    }
+    tls_through_both("sec_vfull", "127.0.0.1", "verify-full", env_or_fail("CONNPOOL_TEST_SSL_CA"),
+                     NULL);
 }
 
 static void verify_full_with_a_wrong_ca_fails_at_checkout_saying_why(void **state) {
     (void)state;
-    const char *wrong = env_or_fail("CONNPOOL_TEST_SSL_WRONG_CA");
-    for (int k = VIA_LIBPQ; k <= VIA_ODBC; k++) {
-        char app[64], conninfo[768];
-        app_name(app, sizeof app, k == VIA_LIBPQ ? "sec_wrongca_pq" : "sec_wrongca_od");
-        tls_conninfo(conninfo, sizeof conninfo, k, "127.0.0.1", "verify-full", wrong, app);
-        tls_connect_fails(conninfo, app, "certificate verify failed", connector_names[k]);
-    }
+    tls_through_both("sec_wrongca", "127.0.0.1", "verify-full",
+                     env_or_fail("CONNPOOL_TEST_SSL_WRONG_CA"), "certificate verify failed");
 }
 
 /* The certificate names 127.0.0.1 only. verify-ca through the same name passes, so the
@@ -174,28 +165,17 @@ static void verify_full_with_a_wrong_ca_fails_at_checkout_saying_why(void **stat
 static void verify_full_fails_on_a_host_name_not_in_the_certificate(void **state) {
     (void)state;
     const char *ca = env_or_fail("CONNPOOL_TEST_SSL_CA");
-    for (int k = VIA_LIBPQ; k <= VIA_ODBC; k++) {
-        char app[64], conninfo[768];
-        app_name(app, sizeof app, k == VIA_LIBPQ ? "sec_name_pq" : "sec_name_od");
-        tls_conninfo(conninfo, sizeof conninfo, k, "localhost", "verify-full", ca, app);
-        tls_connect_fails(conninfo, app, "does not match host name \"localhost\"",
-                          connector_names[k]);
-        app_name(app, sizeof app, k == VIA_LIBPQ ? "sec_vca_pq" : "sec_vca_od");
-        tls_conninfo(conninfo, sizeof conninfo, k, "localhost", "verify-ca", ca, app);
-        tls_session_works(conninfo, app, connector_names[k]);
-    }
+    tls_through_both("sec_name", "localhost", "verify-full", ca,
+                     "does not match host name \"localhost\"");
+    tls_through_both("sec_vca", "localhost", "verify-ca", ca, NULL);
 }
 
 static void verify_full_with_a_missing_root_certificate_fails_clearly(void **state) {
     (void)state;
     const char *missing = "/nonexistent/connpool-test/root.crt";
-    for (int k = VIA_LIBPQ; k <= VIA_ODBC; k++) {
-        char app[64], conninfo[768], why[128];
-        app_name(app, sizeof app, k == VIA_LIBPQ ? "sec_noroot_pq" : "sec_noroot_od");
-        tls_conninfo(conninfo, sizeof conninfo, k, "127.0.0.1", "verify-full", missing, app);
-        snprintf(why, sizeof why, "root certificate file \"%s\" does not exist", missing);
-        tls_connect_fails(conninfo, app, why, connector_names[k]);
-    }
+    char why[128];
+    snprintf(why, sizeof why, "root certificate file \"%s\" does not exist", missing);
+    tls_through_both("sec_noroot", "127.0.0.1", "verify-full", missing, why);
 }
 
 /* ---------------------------------------------------------------- the password scan */
@@ -637,8 +617,8 @@ static void assert_no_sanitizer_report(const char *captured) {
 static void no_password_form_leaves_the_library_in_a_scripted_run(void **state) {
     (void)state;
     char role[64], app[64], conninfo[1024];
-    app_name(role, sizeof role, "sec_scan_role");
-    app_name(app, sizeof app, "sec_scan");
+    test_app_name(role, sizeof role, "sec_scan_role");
+    test_app_name(app, sizeof app, "sec_scan");
     PGconn *monitor = monitor_connect();
     create_scan_role(monitor, role);
     static struct sink s;
@@ -720,8 +700,8 @@ static void no_password_form_leaves_the_library_in_a_scripted_run(void **state) 
 static void a_password_left_unencoded_in_a_uri_is_not_quoted_back(void **state) {
     (void)state;
     char role[64], app[64], conninfo[1024];
-    app_name(role, sizeof role, "sec_uri_role");
-    app_name(app, sizeof app, "sec_uri");
+    test_app_name(role, sizeof role, "sec_uri_role");
+    test_app_name(app, sizeof app, "sec_uri");
     static struct sink s;
     sink_init(&s);
     struct capture c;
@@ -754,8 +734,8 @@ static int counts_differ(const pool_stats_t *a, const pool_stats_t *b) {
 static void a_pool_is_not_a_lease_and_a_lease_goes_back_to_its_own_pool(void **state) {
     (void)state;
     char app_a[64], app_b[64], conninfo[256];
-    app_name(app_a, sizeof app_a, "sec_owner_a");
-    app_name(app_b, sizeof app_b, "sec_owner_b");
+    test_app_name(app_a, sizeof app_a, "sec_owner_a");
+    test_app_name(app_b, sizeof app_b, "sec_owner_b");
     pool_t *a = NULL, *b = NULL;
     snprintf(conninfo, sizeof conninfo, "application_name=%s", app_a);
     assert_ok(pool_create(&a, conninfo, "pool_size=1 max_overflow=0"));

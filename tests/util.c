@@ -1,15 +1,39 @@
 #include "util.h"
 
+#include <errno.h>
 #include <sched.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
+
+extern char **environ;
 
 int64_t now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void test_app_name(char *buf, size_t len, const char *base) {
+    snprintf(buf, len, "%s_%d", base, (int)getpid());
+}
+
+const char *env_or_fail(const char *name) {
+    const char *v = getenv(name);
+    if (!v || !*v)
+        fail_msg("%s is not set: run under tests/with-postgres.sh (and the other "
+                 "tests/with-*.sh that the test's file names)", name);
+    return v;
+}
+
+int contains_pid(const int *pids, int n, int pid) {
+    for (int i = 0; i < n; i++)
+        if (pids[i] == pid) return 1;
+    return 0;
 }
 
 int await_true(int (*cond)(void *), void *arg, int64_t timeout_ms) {
@@ -59,6 +83,14 @@ long long query_int(PGconn *conn, const char *sql) {
     return v;
 }
 
+void query_string(PGconn *conn, const char *sql, char *buf, size_t len) {
+    PGresult *r = PQexec(conn, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) < 1)
+        fail_msg("query \"%s\": %s", sql, PQerrorMessage(conn));
+    snprintf(buf, len, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+}
+
 long long sessions_named(PGconn *monitor, const char *application_name) {
     char sql[256];
     snprintf(sql, sizeof sql,
@@ -104,6 +136,39 @@ static int backend_gone(void *p) {
 void await_backend_gone(PGconn *monitor, int pid) {
     struct backend_arg a = {monitor, pid};
     if (!await_true(backend_gone, &a, SERVER_WAIT_MS)) fail_msg("backend %d is still there", pid);
+}
+
+int run_shell(const char *command) {
+    char *argv[] = {"sh", "-c", (char *)command, NULL};
+    pid_t pid;
+    if (posix_spawn(&pid, "/bin/sh", NULL, NULL, argv, environ) != 0) return -1;
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) return -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+int pgctl(const char *action) {
+    const char *ctl = getenv("CONNPOOL_TEST_PGCTL");
+    if (!ctl || !*ctl) return -1;
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "%s %s", ctl, action);
+    return run_shell(cmd);
+}
+
+void require_pgctl(void) {
+    if (!getenv("CONNPOOL_TEST_PGCTL"))
+        fail_msg("CONNPOOL_TEST_PGCTL is not set: run under tests/with-postgres.sh");
+}
+
+int server_accepts(void *unused) {
+    (void)unused;
+    return PQping("connect_timeout=2") == PQPING_OK;
+}
+
+void await_server(void) {
+    if (!await_true(server_accepts, NULL, SERVER_WAIT_MS))
+        fail_msg("the server does not accept connections");
 }
 
 void report_init(struct report *r) {

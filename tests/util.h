@@ -27,11 +27,22 @@ int await_waiting(pool_t *pool, int64_t n, int64_t timeout_ms);
 /* Monotonic milliseconds. */
 int64_t now_ms(void);
 
+/* "<base>_<pid>": a test's application_name, so that its sessions are told apart from every
+ * other test's and every other run's on the shared server. */
+void test_app_name(char *buf, size_t len, const char *base);
+/* The value of a variable the harness sets (tests/with-postgres.sh, with-pgbouncer.sh,
+ * with-second-server.sh); fails the test if it is unset or empty. */
+const char *env_or_fail(const char *name);
+/* 1 if pid is one of pids[0..n). */
+int contains_pid(const int *pids, int n, int pid);
+
 /* A libpq connection to the test server outside any pool (the PG* environment variables of
  * tests/with-postgres.sh); fails the test if it cannot connect. */
 PGconn *monitor_connect(void);
 /* Runs a query that returns one integer (first row, first column); fails the test on error. */
 long long query_int(PGconn *conn, const char *sql);
+/* The same for a value of any type, copied as text into buf. */
+void query_string(PGconn *conn, const char *sql, char *buf, size_t len);
 /* Client backends the server sees with this application_name. */
 long long sessions_named(PGconn *monitor, const char *application_name);
 /* 1 if a backend with this pid exists. */
@@ -43,6 +54,20 @@ int backend_exists(PGconn *monitor, int pid);
  * test if it does not within SERVER_WAIT_MS. */
 void await_sessions(PGconn *monitor, const char *application_name, long long n);
 void await_backend_gone(PGconn *monitor, int pid);
+
+/* Runs `sh -c command` and returns its exit status (-1 if it could not run). posix_spawn, not
+ * fork: the pool's fork handlers have no business here. */
+int run_shell(const char *command);
+/* Runs "$CONNPOOL_TEST_PGCTL <action>" (stop, start, restart -m fast: tests/with-postgres.sh's
+ * command, which returns once the server is down, or accepts connections again) and returns
+ * its exit status; -1 if it could not run or the variable is not set. */
+int pgctl(const char *action);
+/* Fails the test unless CONNPOOL_TEST_PGCTL is set. */
+void require_pgctl(void);
+/* 1 if the test server accepts connections now; for await_true (the argument is unused). */
+int server_accepts(void *unused);
+/* Awaits server_accepts; fails the test if the server does not within SERVER_WAIT_MS. */
+void await_server(void);
 
 /* A checkout that may have to connect: pool_timeout also bounds the connect, and a SCRAM
  * login on a loaded machine (or under a sanitizer) can take longer than the short
