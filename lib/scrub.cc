@@ -213,23 +213,27 @@ std::vector<std::string> secrets_in_connection_string(const std::string &s) {
 
 std::string scrub(std::string text, const std::vector<std::string> &secrets) {
   // Every occurrence of every secret, and every run of min_piece or more characters that is a
-  // piece of one, is found in the original text and masked at once. Pieces: a parser misled by
-  // a password's own characters (an unencoded "@", "&" or quote) quotes back the token it
-  // failed on, a piece of the password, whatever quotes surround it. All at once: masking one
-  // secret first would break up an overlapping longer one, leaving the rest of it in clear.
+  // piece of one and stands between the text's first and last double quote, is found in the
+  // original text and masked at once. Pieces: a parser misled by a password's own characters
+  // (an unencoded "@", "&" or quote) quotes back the token it failed on, a piece of the
+  // password, whatever quotes it holds itself. Only there: elsewhere a message's own words
+  // ("unterminated" and a password "hunter2") would be masked. All at once: masking one secret
+  // first would break up an overlapping longer one, leaving the rest of it in clear.
+  size_t quoted_begin = text.find('"'), quoted_end = text.rfind('"');
+  if (quoted_begin == std::string::npos) quoted_begin = quoted_end = 0;
   std::vector<bool> secret_at(text.size(), false);
   for (const std::string &secret : secrets) {
     if (secret.empty()) continue;
     for (size_t at = text.find(secret); at != std::string::npos; at = text.find(secret, at + 1))
       std::fill(secret_at.begin() + at, secret_at.begin() + at + secret.size(), true);
-    if (secret.size() < min_piece) continue;
+    if (secret.size() < min_piece || quoted_end <= quoted_begin) continue;
     // A run of min_piece or more characters shared with the secret is covered by the
     // min_piece-grams it is made of: mark every gram of the text that is a gram of the secret
     // (sorted, so linear-logarithmic however long the text).
     std::vector<uint32_t> grams;
     for (size_t j = 0; j + min_piece <= secret.size(); j++) grams.push_back(gram_at(secret, j));
     std::sort(grams.begin(), grams.end());
-    for (size_t i = 0; i + min_piece <= text.size(); i++)
+    for (size_t i = quoted_begin; i + min_piece <= quoted_end; i++)
       if (std::binary_search(grams.begin(), grams.end(), gram_at(text, i)))
         std::fill(secret_at.begin() + long(i), secret_at.begin() + long(i + min_piece), true);
   }
