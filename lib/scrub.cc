@@ -186,13 +186,14 @@ std::vector<std::string> secrets_in_connection_string(const std::string &s) {
       continue;
     }
     // Unquoted: to the grammar's separator (see scrub.hh). In a URI's query, an "&" not
-    // followed by "key=" is the password's own: libpq splits there and quotes the rest back.
+    // followed by a libpq keyword and "=" is the password's own: libpq splits there and
+    // quotes the rest back.
     size_t end = j;
     auto ends_uri_value = [&](size_t at) {
       if (scheme == std::string::npos || s[at] != '&') return false;
       size_t k = at + 1;
       while (k < s.size() && is_word_char(s[k])) k++;
-      return k > at + 1 && k < s.size() && s[k] == '=';
+      return k < s.size() && s[k] == '=' && is_libpq_keyword(s.substr(at + 1, k - at - 1));
     };
     while (end < s.size() && !(odbc ? s[end] == ';' : ends_uri_value(end))) {
       if (!odbc && std::isspace(static_cast<unsigned char>(s[end]))) {
@@ -207,6 +208,13 @@ std::vector<std::string> secrets_in_connection_string(const std::string &s) {
     std::string value = s.substr(j, end - j);
     while (!value.empty() && value.back() == ' ') value.pop_back();
     add_secret(out, value);
+    // libpq itself splits a URI's query at every "&": what it takes for the password is the
+    // first piece, and the others are what it quotes back.
+    for (size_t from = 0, amp; scheme != std::string::npos && from < value.size(); from = amp + 1) {
+      amp = value.find('&', from);
+      if (amp == std::string::npos) amp = value.size();
+      if (amp - from >= 3 && amp - from < value.size()) add_secret(out, value.substr(from, amp - from));
+    }
   }
   return out;
 }

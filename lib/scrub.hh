@@ -19,7 +19,8 @@ std::string scrub(std::string text, const std::vector<std::string> &secrets);
 // parse, whose error messages quote exactly such pieces. Takes the string as pool_create got
 // it: its grammar decides where an unquoted value ends. After "odbc:", ODBC's: at ";" only
 // ({braced} values aside). Otherwise libpq's: at a space before the next libpq keyword= (a
-// password with a space is the likely mistake), or at "&" in a URI's query; ";" is ordinary.
+// password with a space is the likely mistake), or at "&" before the next libpq keyword= in a
+// URI's query; ";" is ordinary.
 std::vector<std::string> secrets_in_connection_string(const std::string &conninfo);
 
 }  // namespace connpool

@@ -77,6 +77,10 @@ static void secrets_are_found_in_unparsable_strings(void **) {
   assert_true(has(h, "ab@Fj%Hx:1/d"));
   check("invalid percent-encoded token: \"Fj%Hx\"", h, "invalid percent-encoded token: \"****\"");
   check("a \"Fj\" b", h, "a \"Fj\" b");  // too short a piece to mean anything
+  // In a URI's query only "&keyword=" ends a password: "&QQJ=x" is the password's own.
+  auto k = secrets_in_connection_string("postgresql://h/db?password=ab&QQJ=x&sslmode=disable");
+  assert_true(has(k, "ab&QQJ=x"));
+  assert_true(has(k, "QQJ=x"));
 }
 
 int main() {
