@@ -900,7 +900,9 @@ static int child_of_busy_locks(void *arg) {
 /* GCC 12's AddressSanitizer allocator has no fork handler: a child forked while another
  * thread is inside malloc can hang in ASan's own allocator lock (seen: 1 child in ~500, in
  * SizeClassAllocator64, never in a normal build, where glibc's malloc handles fork). The
- * create/dispose thread allocates all the time, so under ASan it is left out. */
+ * create/dispose thread allocates all the time, so under ASan it is left out; and since the
+ * lock workers allocate too (the idle deque's blocks), a child still hung once in 50 in CI:
+ * under ASan the test is skipped. It runs in the normal build and under TSan. */
 #ifdef __SANITIZE_ADDRESS__
 #define CREATE_DISPOSE_THREADS 0
 #else
@@ -917,6 +919,9 @@ static int lock_progress(void *p) {
 static void forks_while_threads_hammer_the_pool_lock_and_create_pools_never_hang(void **state) {
     (void)state;
     skip_under_valgrind();
+#ifdef __SANITIZE_ADDRESS__
+    skip(); /* see CREATE_DISPOSE_THREADS */
+#endif
     char app[64], conninfo[256];
     app_name(app, sizeof app, "fk_locks");
     pool_conninfo(conninfo, sizeof conninfo, app);
