@@ -40,12 +40,13 @@ class connector {
   virtual void *open(clock::time_point deadline) = 0;
   virtual void close(void *handle) noexcept = 0;
   // Applies `mode` at checkin; false means the connection is broken and must be closed, as
-  // is one whose rollback or commit is not answered before `deadline` (a server that stopped
-  // answering must not hold a checkin forever). ran_queries: query() ran statements on it
-  // since its checkout, which may have opened a transaction (BEGIN as text) that autocommit
-  // mode does not show.
+  // is one whose rollback or commit is not answered within `timeout` (a server that stopped
+  // answering must not hold a checkin forever; a duration, not a deadline, so that a checkin
+  // with nothing to send reads no clock). ran_queries: query() ran statements on it since its
+  // checkout, which may have opened a transaction (BEGIN as text) that autocommit mode does
+  // not show.
   virtual bool reset(void *handle, pool_reset_mode mode, bool ran_queries,
-                     clock::time_point deadline) noexcept = 0;
+                     clock::duration timeout) noexcept = 0;
   // False if the connection is known dead without a round trip: the server hung up, or sent
   // something (a termination notice) to a connection nobody was using.
   virtual bool looks_alive(void *handle) noexcept = 0;

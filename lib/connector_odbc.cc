@@ -138,10 +138,10 @@ class odbc_connector final : public connector {
     SQLFreeHandle(SQL_HANDLE_DBC, handle);
   }
 
-  // The deadline bounds the textual ROLLBACK/COMMIT (the driver's query timeout); ODBC has
+  // The timeout bounds the textual ROLLBACK/COMMIT (the driver's query timeout); ODBC has
   // no bound for SQLEndTran.
   bool reset(void *handle, pool_reset_mode mode, bool ran_queries,
-             clock::time_point deadline) noexcept override {
+             clock::duration timeout) noexcept override {
     fork_guard::connect_gate gate;
     if (dead(handle)) return false;
     SQLUINTEGER autocommit = SQL_AUTOCOMMIT_ON;
@@ -152,7 +152,8 @@ class odbc_connector final : public connector {
       // ODBC cannot tell whether a BEGIN sent as text opened a transaction: end it as text.
       // Outside a transaction the statement fails (SQLite) or warns (PostgreSQL): harmless.
       if (ran_queries)
-        run_ignoring_errors(handle, mode == POOL_RESET_COMMIT ? "COMMIT" : "ROLLBACK", deadline);
+        run_ignoring_errors(handle, mode == POOL_RESET_COMMIT ? "COMMIT" : "ROLLBACK",
+                            clock::now() + timeout);
       return !dead(handle);
     }
     SQLSMALLINT how = mode == POOL_RESET_COMMIT ? SQL_COMMIT : SQL_ROLLBACK;

@@ -87,8 +87,7 @@ class pq_connector final : public connector {
   }
 
   // libpq knows the transaction status whatever opened it: ran_queries changes nothing.
-  bool reset(void *handle, pool_reset_mode mode, bool,
-             clock::time_point deadline) noexcept override {
+  bool reset(void *handle, pool_reset_mode mode, bool, clock::duration timeout) noexcept override {
     auto *conn = static_cast<PGconn *>(handle);
     if (!alive(conn)) return false;
     switch (PQtransactionStatus(conn)) {
@@ -98,7 +97,7 @@ class pq_connector final : public connector {
       case PQTRANS_INERROR:
         if (mode == POOL_RESET_NONE) return true;
         return exchange(conn, mode == POOL_RESET_COMMIT ? "COMMIT" : "ROLLBACK",
-                        PGRES_COMMAND_OK, deadline) &&
+                        PGRES_COMMAND_OK, clock::now() + timeout) &&
                PQtransactionStatus(conn) == PQTRANS_IDLE;
       default:  // a query still running, or a status libpq cannot tell
         return false;

@@ -348,7 +348,7 @@ void pool::checkin(pool_lease_t *handle, bool allow_scoped) {
   if (l->invalidated || hook_refuses) why = close_reason::invalidated;
   else if (p->opts_.null_pool) why = close_reason::other;
   else if (!p->connector_->reset(l->handle, p->opts_.reset, l->ran_queries,
-                                 clock::now() + seconds(p->opts_.ping_timeout_s)))
+                                 seconds(p->opts_.ping_timeout_s)))
     why = close_reason::dead;
   p->give_back(l, why, true);
 }
