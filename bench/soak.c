@@ -236,8 +236,15 @@ static long long our_sessions(void *arg) {
 }
 static long long proxy_connections(void *arg) { return fp_connections(arg); }
 
-/* One round: a new pool, THREADS workers and the fault thread for `seconds`, then checks. */
-static void round_of(faultproxy_t *proxy, PGconn *monitor, int round, double seconds) {
+/* One round: a new proxy and a new pool, THREADS workers and the fault thread for `seconds`,
+ * then checks. The proxy is new too: its tables only grow, to the round's peak, and would
+ * show as heap growth across rounds that is not the pool's. */
+static void round_of(int upstream_port, PGconn *monitor, int round, double seconds) {
+    faultproxy_t *proxy = NULL;
+    if (fp_start(&proxy, "127.0.0.1", upstream_port) != 0) {
+        perror("soak: fp_start");
+        exit(1);
+    }
     char app[64], conninfo[256];
     snprintf(app, sizeof app, "connpool_soak_%d", (int)getpid());
     snprintf(conninfo, sizeof conninfo, "host=127.0.0.1 port=%d application_name=%s",
@@ -274,6 +281,7 @@ static void round_of(faultproxy_t *proxy, PGconn *monitor, int round, double sec
     if (left != 0) failure("server", "sessions of the pool left on the server after dispose");
     long long open = await_zero(proxy_connections, proxy);
     if (open != 0) failure("proxy", "connections still open through the proxy after dispose");
+    fp_stop(proxy);
     printf("round %d: %.0f s, pool opened %lld closed %lld (dead %lld, invalidated %lld), "
            "server sessions left %lld, proxy connections left %lld\n",
            round, seconds, (long long)st.opened_total, (long long)st.closed_total,
@@ -290,11 +298,6 @@ int main(void) {
     per_round = total / rounds;
 
     const char *port = getenv("PGPORT");
-    faultproxy_t *proxy = NULL;
-    if (fp_start(&proxy, "127.0.0.1", port ? atoi(port) : 5432) != 0) {
-        perror("soak: fp_start");
-        return 1;
-    }
     PGconn *monitor = PQconnectdb("application_name=connpool_soak_monitor");
     if (PQstatus(monitor) != CONNECTION_OK) {
         fprintf(stderr, "soak: monitor: %s", PQerrorMessage(monitor));
@@ -306,7 +309,7 @@ int main(void) {
     clock_gettime(CLOCK_MONOTONIC, &t0);
     struct footprint base = {0}, last = {0};
     for (int r = 1; r <= rounds; r++) {
-        round_of(proxy, monitor, r, per_round);
+        round_of(port ? atoi(port) : 5432, monitor, r, per_round);
         last = measure();
         if (r == (rounds + 1) / 2) base = last;
         printf("  after round %d: fds %ld, threads %ld, heap in use %zu B, RSS %zu KiB\n", r,
@@ -346,7 +349,6 @@ int main(void) {
     (void)heap_delta, (void)rss_delta;
 #endif
     PQfinish(monitor);
-    fp_stop(proxy);
     long bad = atomic_load(&failures);
     printf("%s (%ld failures)\n", bad ? "soak: FAILED" : "soak: passed", bad);
     return bad ? 1 : 0;
