@@ -238,9 +238,8 @@ static void a_black_hole_fails_a_pre_ping_checkout_within_its_deadline_and_the_p
 /* The same with nothing to spare: the ping uses up the whole deadline. The checkout then
  * fails as the timeout it is, POOL_ETIMEDOUT, and starts no connect it has no time for (one
  * would fail at once as "connect failed: timed out after 0.00 s", count as a connect
- * failure, which feeds fail-fast, and open a TCP connection for nothing). Fails until
- * lib/checkout.cc stops after a dead ping past the deadline (see the report of the faults
- * issue). */
+ * failure, which feeds fail-fast, and open a TCP connection for nothing: what
+ * lib/checkout.cc did before it learnt to stop after a dead ping past the deadline). */
 static void a_pre_ping_that_uses_up_the_deadline_times_out_without_a_doomed_connect(
     void **state) {
     (void)state;
