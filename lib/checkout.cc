@@ -63,27 +63,30 @@ pool_lease_t *pool::checkout(int64_t timeout_ms, const char *tag) {
     if (why == close_reason::none) return encode(l);
     give_back(l, why, true, true);
     inside = true;
+    // Leaving with an error: this thread no longer counts as inside, so the pool may be freed
+    // by release_if(): nothing of it may be touched after leave().
+    auto leave = [&](bool timed_out) {
+      lock.lock();
+      inside_--;
+      if (timed_out) timeouts_total_++;
+      release_if(lock, releasable());
+    };
     // A ping that used up the deadline leaves no time to open another connection: starting
     // one anyway would only fail as a "connect timed out after 0.00 s", count as a connect
     // failure (feeding fail-fast though no connect was refused) and touch the server for
     // nothing.
     if (why == close_reason::dead && clock::now() >= deadline.get()) {
-      lock.lock();
-      inside_--;
-      timeouts_total_++;
-      release_if(lock, releasable());
       char msg[256];
       std::snprintf(msg, sizeof msg,
                     "no live connection within the timeout: pool_pre_ping found the connection "
                     "dead (no answer before the checkout's deadline, %.2f s) and no time was "
                     "left to open another",
                     timeout_s > 0 ? timeout_s : opts_.pool_timeout_s);
+      leave(true);
       throw error(POOL_ETIMEDOUT, msg);
     }
     if (rejections >= max_hook_rejections) {
-      lock.lock();
-      inside_--;
-      release_if(lock, releasable());
+      leave(false);
       throw error(POOL_ECONNECT, "the on_checkout hook rejected 3 connections in a row");
     }
     lock.lock();

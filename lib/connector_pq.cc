@@ -67,7 +67,7 @@ class pq_connector final : public connector {
       clock::time_point now = clock::now();
       if (now >= deadline && !why.empty()) break;
       try {
-        return open_one(std::min(deadline, now + connect_timeout_), &h);
+        return open_one(deadline, &h);  // bounded by connect_timeout too
       } catch (const error &e) {
         if (e.code() != POOL_ECONNECT) throw;
         std::string text = e.what();
@@ -236,7 +236,6 @@ class pq_connector final : public connector {
     // client_encoding=UTF8: pool_query promises UTF-8 text (unless PGCLIENTENCODING asks
     // for another encoding; the string can override it too).
     const char *encoding = std::getenv("PGCLIENTENCODING") ? nullptr : "UTF8";
-    // (A NULL value is skipped, like an absent key.)
     // One host of a list: after dbname, so it overrides the string's lists (a NULL value is
     // skipped, like an absent key, so unset parts stay the string's).
     auto part = [only](const std::string host_entry::*field) -> const char * {
@@ -252,9 +251,8 @@ class pq_connector final : public connector {
     PostgresPollingStatusType polling = PGRES_POLLING_WRITING;
     while (PQstatus(conn) != CONNECTION_BAD && polling != PGRES_POLLING_OK &&
            polling != PGRES_POLLING_FAILED) {
-      auto left = std::chrono::duration_cast<milliseconds>(deadline - clock::now()).count();
-      struct pollfd pfd = {PQsocket(conn), short(polling == PGRES_POLLING_READING ? POLLIN : POLLOUT), 0};
-      int ready = left > 0 ? poll(&pfd, 1, int(std::min<int64_t>(left, INT32_MAX))) : 0;
+      int ready =
+          wait_for(PQsocket(conn), polling == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline);
       if (ready == 0) {
         PQfinish(conn);
         char msg[128];
@@ -262,7 +260,7 @@ class pq_connector final : public connector {
                       std::chrono::duration<double>(clock::now() - start).count());
         throw error(POOL_ECONNECT, msg);
       }
-      if (ready < 0 && errno != EINTR) break;
+      if (ready < 0) break;
       polling = PQconnectPoll(conn);
     }
     if (PQstatus(conn) != CONNECTION_OK) {
@@ -291,6 +289,20 @@ class pq_connector final : public connector {
     return PQstatus(conn) == CONNECTION_OK;
   }
 
+  // poll() on one socket until `deadline` (max(): no limit): 0 once the deadline has passed,
+  // -1 on an error, else positive (an interrupted wait counts as ready: callers look again).
+  static int wait_for(int fd, short events, clock::time_point deadline) {
+    int wait_ms = -1;
+    if (deadline != clock::time_point::max()) {
+      auto left = std::chrono::ceil<milliseconds>(deadline - clock::now()).count();
+      if (left <= 0) return 0;
+      wait_ms = int(std::min<int64_t>(left, INT32_MAX));
+    }
+    struct pollfd pfd = {fd, events, 0};
+    int ready = poll(&pfd, 1, wait_ms);
+    return ready < 0 && errno == EINTR ? 1 : ready;
+  }
+
   enum class outcome { ready, timed_out, lost };
 
   // Flushes what libpq holds (non-blocking mode) and reads until the results are complete,
@@ -300,16 +312,9 @@ class pq_connector final : public connector {
       int unsent = PQflush(conn);
       if (unsent < 0 || !PQconsumeInput(conn)) return outcome::lost;
       if (unsent == 0 && !PQisBusy(conn)) return outcome::ready;
-      int wait_ms = -1;
-      if (deadline != clock::time_point::max()) {
-        auto left = std::chrono::ceil<milliseconds>(deadline - clock::now()).count();
-        if (left <= 0) return outcome::timed_out;
-        wait_ms = int(std::min<int64_t>(left, INT32_MAX));
-      }
-      struct pollfd pfd = {PQsocket(conn), short(POLLIN | (unsent ? POLLOUT : 0)), 0};
-      int ready = poll(&pfd, 1, wait_ms);
+      int ready = wait_for(PQsocket(conn), short(POLLIN | (unsent ? POLLOUT : 0)), deadline);
       if (ready == 0) return outcome::timed_out;
-      if (ready < 0 && errno != EINTR) return outcome::lost;
+      if (ready < 0) return outcome::lost;
     }
   }
 
