@@ -73,6 +73,14 @@ static int lease_pid(pool_lease_t *lease) {
     return pid;
 }
 
+/* Opens the pool's one connection and leaves it idle; its backend's pid. */
+static int one_idle_backend(pool_t *pool) {
+    pool_lease_t *lease = checkout(pool);
+    int pid = lease_pid(lease);
+    assert_ok(pool_checkin(lease));
+    return pid;
+}
+
 struct proxy_count {
     faultproxy_t *proxy;
     long n;
@@ -201,9 +209,7 @@ static void a_black_hole_fails_a_pre_ping_checkout_within_its_deadline_and_the_p
     pool_t *pool = proxied_pool(&s, NULL,
                                 "pool_size=1 max_overflow=0 pool_pre_ping=true "
                                 "pre_ping_interval=0 fail_fast_after=0");
-    pool_lease_t *lease = checkout(pool);
-    int old_pid = lease_pid(lease);
-    assert_ok(pool_checkin(lease));
+    int old_pid = one_idle_backend(pool);
     await_sessions(s.monitor, s.app, 1);
 
     fp_set_mode(s.proxy, FP_BLACKHOLE, 0);
@@ -248,9 +254,7 @@ static void a_pre_ping_that_uses_up_the_deadline_times_out_without_a_doomed_conn
     pool_t *pool = proxied_pool(&s, NULL,
                                 "pool_size=1 max_overflow=0 pool_pre_ping=true "
                                 "pre_ping_interval=0 ping_timeout=30 fail_fast_after=0");
-    pool_lease_t *lease = checkout(pool);
-    assert_true(lease_pid(lease) > 0);
-    assert_ok(pool_checkin(lease));
+    one_idle_backend(pool);
 
     fp_set_mode(s.proxy, FP_BLACKHOLE, 0);
     char msg[512];
