@@ -56,7 +56,7 @@ pool_lease_t *pool::checkout(int64_t timeout_ms, const char *tag) {
     }
     l->fresh = false;
     if (why == close_reason::none && hooks_.on_checkout &&
-        hooks_.on_checkout(l->handle, hooks_.user_data) != 0) {
+        hooks_.on_checkout(l->native, hooks_.user_data) != 0) {
       why = close_reason::invalidated;
       rejections++;
     }
@@ -322,6 +322,7 @@ lease *pool::open_connection(clock::time_point deadline) {
       free_records_.pop_back();
     }
     l->handle = handle;
+    l->native = connector_->native(handle);
     l->socket = connector_->socket(handle);
     l->invalidated = l->leak_reported = false;
     l->seq = next_seq_++;
@@ -334,7 +335,7 @@ lease *pool::open_connection(clock::time_point deadline) {
 
   if (hooks_.on_connect) {
     char message[256] = "";
-    int rc = hooks_.on_connect(l->handle, message, sizeof message, hooks_.user_data);
+    int rc = hooks_.on_connect(l->native, message, sizeof message, hooks_.user_data);
     message[sizeof message - 1] = '\0';
     if (rc != 0) {
       error e(POOL_ECONNECT, std::string("connect failed: the on_connect hook failed: ") +

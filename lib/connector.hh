@@ -39,6 +39,9 @@ class connector {
   // error(POOL_ECONNECT) with the driver's message, passwords removed.
   virtual void *open(clock::time_point deadline) = 0;
   virtual void close(void *handle) noexcept = 0;
+  // What the application sees of a connection (pool_lease_native, the hooks): the driver's
+  // own handle (PGconn *, SQLHDBC), which a connector may wrap in state of its own.
+  virtual void *native(void *handle) noexcept { return handle; }
   // Applies `mode` at checkin; false means the connection is broken and must be closed, as
   // is one whose rollback or commit is not answered within `timeout` (a server that stopped
   // answering must not hold a checkin forever; a duration, not a deadline, so that a checkin

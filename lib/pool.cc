@@ -248,7 +248,7 @@ void pool::retire_below(uint64_t seq, handles &to_close) {
 }
 
 void pool::close_now(void *handle) noexcept {
-  if (hooks_.on_close) hooks_.on_close(handle, hooks_.user_data);
+  if (hooks_.on_close) hooks_.on_close(connector_->native(handle), hooks_.user_data);
   connector_->close(handle);
 }
 
@@ -343,7 +343,7 @@ void pool::checkin(pool_lease_t *handle, bool allow_scoped) {
     throw error(POOL_ESTATE, "lease is not checked out (checked in twice, or not a lease)");
   pool *p = l->owner;
   const pool_hooks_t &hooks = p->hooks_;
-  bool hook_refuses = hooks.on_checkin && hooks.on_checkin(l->handle, hooks.user_data) != 0;
+  bool hook_refuses = hooks.on_checkin && hooks.on_checkin(l->native, hooks.user_data) != 0;
   close_reason why = close_reason::none;
   if (l->invalidated || hook_refuses) why = close_reason::invalidated;
   else if (p->opts_.null_pool) why = close_reason::other;
@@ -433,7 +433,7 @@ query_result pool::query(pool_lease_t *handle, const char *sql,
 
 void *pool::native(const pool_lease_t *handle) noexcept {
   lease *l = checked_out_lease(handle);
-  return l && l->generation == fork_guard::generation() ? l->handle : nullptr;
+  return l && l->generation == fork_guard::generation() ? l->native : nullptr;
 }
 
 // ---------------------------------------------------------------- pool-wide operations

@@ -55,6 +55,7 @@ struct lease {
   uint32_t magic = live_magic;
   pool *owner = nullptr;
   void *handle = nullptr;  // the connector's connection
+  void *native = nullptr;  // connector::native(handle): what hooks and the application see
   // serial << 1 | out. The serial grows at every checkout; the handle given to the caller
   // carries its low bits, so a handle from an earlier checkout of this record is refused.
   std::atomic<uint64_t> state{0};
