@@ -99,7 +99,7 @@ typedef enum pool_status {
  *                              allowed); also bounds the connect a checkout performs
  *   pool_use_lifo    false     reuse the most recently returned connection first (true) or
  *                              the least recently returned (false); true/false, on/off, 1/0
- *   reset_on_return  rollback  at checkin: rollback, commit, or none
+ *   reset_on_return  rollback  at checkin: rollback, commit, discard, or none
  *   poolclass        queue     queue: the pool above; null: every checkout opens a new
  *                              connection and every checkin closes it (no limit, no wait)
  *   odbc_dm_pooling  refuse    ODBC only: refuse, or allow, unixODBC's own connection
@@ -154,7 +154,8 @@ typedef enum pool_status {
 typedef enum pool_reset_mode {
     POOL_RESET_NONE = 0,     /* check the connection is usable, change nothing */
     POOL_RESET_ROLLBACK = 1, /* roll back any open or failed transaction */
-    POOL_RESET_COMMIT = 2    /* commit any open transaction (a failed one rolls back) */
+    POOL_RESET_COMMIT = 2,   /* commit any open transaction (a failed one rolls back) */
+    POOL_RESET_DISCARD = 3   /* roll back, then drop all session state (DISCARD ALL) */
 } pool_reset_mode;
 
 /* ---------------------------------------------------------------- lifecycle */

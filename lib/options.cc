@@ -121,8 +121,9 @@ options parse_options(const key_values &pairs) {
     } else if (key == "reset_on_return") {
       if (value == "rollback") o.reset = POOL_RESET_ROLLBACK;
       else if (value == "commit") o.reset = POOL_RESET_COMMIT;
+      else if (value == "discard") o.reset = POOL_RESET_DISCARD;
       else if (value == "none") o.reset = POOL_RESET_NONE;
-      else bad_value(key, value, "is not one of rollback, commit, none");
+      else bad_value(key, value, "is not one of rollback, commit, discard, none");
     } else if (key == "poolclass") {
       if (value == "queue") o.null_pool = false;
       else if (value == "null") o.null_pool = true;
