@@ -46,8 +46,11 @@ pool_lease_t *pool::checkout(int64_t timeout_ms, const char *tag) {
     lease *l = acquire(lock, timeout_s, deadline, tag, to_close);  // returns unlocked
     close_reason why = close_reason::none;
     if (!l->fresh && opts_.pre_ping) {
-      bool alive = connector_->looks_alive(l->handle);
-      if (alive && coarse_now() - l->idle_since >= seconds(opts_.pre_ping_interval_s)) {
+      // Something unsolicited on an idle connection is never taken as a sign of life.
+      liveness seen = connector_->looks_alive(l->handle);
+      bool alive = seen != liveness::dead;
+      if (alive && (seen == liveness::unsure ||
+                    coarse_now() - l->idle_since >= seconds(opts_.pre_ping_interval_s))) {
         pings_total_.fetch_add(1, std::memory_order_relaxed);
         alive = connector_->ping(
             l->handle, std::min(deadline.get(), clock::now() + seconds(opts_.ping_timeout_s)));

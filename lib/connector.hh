@@ -32,9 +32,26 @@ struct query_result {
   int64_t affected = -1;
 };
 
+// What a connector's cheap look at an idle connection found.
+enum class liveness {
+  dead,   // known dead without a round trip: hung up, or the server announced its end
+  quiet,  // nothing arrived since it was last used: as alive as it was then
+  unsure  // something arrived that the connector cannot vouch for: only a round trip can tell
+};
+
+// Where a connector sends what it has for the pool's log: what a server says on its own
+// (notices, warnings, the announcement of a session's end), already free of passwords.
+// Called on the thread that uses the connection, never under the pool lock.
+using log_fn = void (*)(void *context, int level, const char *message) noexcept;
+
 class connector {
  public:
   virtual ~connector() = default;
+  // Set once, before the first connect.
+  void set_log(log_fn fn, void *context) noexcept {
+    log_ = fn;
+    log_context_ = context;
+  }
   // Opens a connection before `deadline` and returns its handle (never NULL). Throws
   // error(POOL_ECONNECT) with the driver's message, passwords removed.
   virtual void *open(clock::time_point deadline) = 0;
@@ -50,9 +67,10 @@ class connector {
   // not show.
   virtual bool reset(void *handle, pool_reset_mode mode, bool ran_queries,
                      clock::duration timeout) noexcept = 0;
-  // False if the connection is known dead without a round trip: the server hung up, or sent
-  // something (a termination notice) to a connection nobody was using.
-  virtual bool looks_alive(void *handle) noexcept = 0;
+  // Without a round trip: whether the server hung up or announced the end of the session
+  // (dead), sent nothing (quiet), or sent something the connector cannot vouch for (unsure:
+  // the caller pings, whatever pre_ping_interval says).
+  virtual liveness looks_alive(void *handle) noexcept = 0;
   // True if the connection answered a round trip before `deadline`.
   virtual bool ping(void *handle, clock::time_point deadline) noexcept = 0;
   // The connection's socket, or -1 if the connector cannot tell: a forked child points it at
@@ -69,14 +87,24 @@ class connector {
   virtual query_result query(void *handle, const char *sql,
                              const std::vector<const char *> &params,
                              clock::time_point deadline) = 0;
+
+ protected:
+  void log(int level, const char *message) const noexcept {
+    if (log_) log_(log_context_, level, message);
+  }
+
+ private:
+  log_fn log_ = nullptr;
+  void *log_context_ = nullptr;
 };
 
 // SQLSTATEs that mean the server went away or changed role: every connection opened before
 // the error is suspect (pool_report_error).
 bool means_server_gone(const char *sqlstate) noexcept;
 
-// libpq; throws error(POOL_EINVAL) for a conninfo libpq cannot parse.
-std::unique_ptr<connector> make_pq_connector(const char *conninfo);
+// libpq; throws error(POOL_EINVAL) for a conninfo libpq cannot parse. A query that timed out
+// is cancelled, the cancel request awaited at most cancel_timeout_s (ping_timeout).
+std::unique_ptr<connector> make_pq_connector(const char *conninfo, double cancel_timeout_s = 5.0);
 
 std::unique_ptr<connector> make_custom_connector(pool_open_cb open, pool_close_cb close,
                                                  pool_reset_cb reset, pool_ping_cb ping,

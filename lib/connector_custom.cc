@@ -38,7 +38,7 @@ class custom_connector final : public connector {
   bool reset(void *handle, pool_reset_mode mode, bool, clock::duration) noexcept override {
     return !reset_ || reset_(handle, mode, user_data_) == 0;
   }
-  bool looks_alive(void *) noexcept override { return true; }  // only ping can tell
+  liveness looks_alive(void *) noexcept override { return liveness::quiet; }  // only ping can tell
   bool ping(void *handle, clock::time_point) noexcept override {
     return !ping_ || ping_(handle, user_data_) == 0;
   }

@@ -162,9 +162,9 @@ class odbc_connector final : public connector {
                                            reinterpret_cast<SQLPOINTER>(SQL_AUTOCOMMIT_ON), 0));
   }
 
-  bool looks_alive(void *handle) noexcept override {
+  liveness looks_alive(void *handle) noexcept override {
     fork_guard::connect_gate gate;
-    return !dead(handle);
+    return dead(handle) ? liveness::dead : liveness::quiet;
   }
 
   // SELECT 1 (valid in PostgreSQL and SQLite) with a query timeout: ODBC has no portable

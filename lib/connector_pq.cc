@@ -7,7 +7,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
+#include <new>
+#include <thread>
 
 #include "connector.hh"
 #include "error.hh"
@@ -20,10 +24,42 @@ namespace {
 
 using std::chrono::milliseconds;
 
+class pq_connector;
+
+// One connection: libpq's handle, and what its notice receiver learnt. The pool's handle is a
+// session; the application sees the PGconn (native()).
+struct session {
+  PGconn *conn;
+  const pq_connector *owner;
+  PQnoticeReceiver libpq_receiver = nullptr;  // libpq's default: calls the notice processor
+  // The backend whose session an unsolicited error ended (a FATAL such as 57P01, sent just
+  // before the server closes the socket), or 0. By process id, so that a PQreset by the
+  // application to a new backend clears it.
+  int ended_backend = 0;
+};
+
+PGconn *conn_of(void *handle) { return static_cast<session *>(handle)->conn; }
+
+// Installed at connect, so that libpq's default processor never prints on the application's
+// stderr. A user's own processor replaces it; the receiver then calls theirs.
+void silent_processor(void *, const char *) {}
+
+int level_of(const char *severity) {
+  if (!severity) return POOL_LOG_INFO;
+  for (const char *s : {"ERROR", "FATAL", "PANIC"})
+    if (std::strcmp(severity, s) == 0) return POOL_LOG_ERROR;
+  if (std::strcmp(severity, "WARNING") == 0) return POOL_LOG_WARN;
+  if (std::strcmp(severity, "DEBUG") == 0 || std::strcmp(severity, "LOG") == 0)
+    return POOL_LOG_DEBUG;
+  return POOL_LOG_INFO;  // NOTICE, INFO, and libpq's own notices
+}
+
 class pq_connector final : public connector {
  public:
-  explicit pq_connector(const char *conninfo)
-      : conninfo_(conninfo), secrets_(secrets_in_connection_string(conninfo)) {
+  pq_connector(const char *conninfo, double cancel_timeout_s)
+      : conninfo_(conninfo),
+        secrets_(secrets_in_connection_string(conninfo)),
+        cancel_timeout_(seconds(cancel_timeout_s)) {
     char *parse_error = nullptr;
     PQconninfoOption *parsed = PQconninfoParse(conninfo, &parse_error);
     if (!parsed) {
@@ -83,59 +119,110 @@ class pq_connector final : public connector {
   // OpenSSL's global locks, the ones a child's first TLS connect needs.
   void close(void *handle) noexcept override {
     fork_guard::connect_gate gate;
-    PQfinish(static_cast<PGconn *>(handle));
+    PQfinish(conn_of(handle));
+    delete static_cast<session *>(handle);
+  }
+
+  void *native(void *handle) noexcept override { return conn_of(handle); }
+
+  // Called by libpq for every notice and warning, and for an error that arrives while no
+  // query runs, which is how a server announces that it is ending the session
+  // (pg_terminate_backend, shutdown, idle_session_timeout): the session is marked as ended
+  // before the socket even closes.
+  static void on_notice(void *arg, const PGresult *res) {
+    auto *s = static_cast<session *>(arg);
+    const char *severity = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    if (!severity) severity = PQresultErrorField(res, PG_DIAG_SEVERITY);
+    int level = level_of(severity);
+    if (level == POOL_LOG_ERROR) s->ended_backend = PQbackendPID(s->conn);
+    const char *primary = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    const char *sqlstate = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    std::string text = "server " + std::string(severity ? severity : "NOTICE") + ": " +
+                       trimmed(primary ? primary : PQresultErrorMessage(res));
+    if (sqlstate && std::strcmp(sqlstate, "00000") != 0) text += std::string(" (SQLSTATE ") + sqlstate + ")";
+    s->owner->log(level, scrub(text, s->owner->secrets_).c_str());
+    if (PQsetNoticeProcessor(s->conn, nullptr, nullptr) != silent_processor && s->libpq_receiver)
+      s->libpq_receiver(nullptr, res);  // the application's processor, with its argument
   }
 
   // libpq knows the transaction status whatever opened it: ran_queries changes nothing.
+  // discard: the transaction is rolled back, then DISCARD ALL drops what a borrower left in
+  // the session (SET, prepared statements, temporary tables, advisory locks, LISTEN). The
+  // same rule as pre-ping for what arrived meanwhile: an unsure connection costs a round trip.
   bool reset(void *handle, pool_reset_mode mode, bool, clock::duration timeout) noexcept override {
-    auto *conn = static_cast<PGconn *>(handle);
-    if (!alive(conn)) return false;
+    auto *s = static_cast<session *>(handle);
+    PGconn *conn = s->conn;
+    liveness seen = look(s);
+    if (seen == liveness::dead) return false;
+    clock::time_point deadline{};  // read from the clock only if a round trip is due
+    auto by = [&] { return deadline == clock::time_point{} ? deadline = clock::now() + timeout : deadline; };
     switch (PQtransactionStatus(conn)) {
       case PQTRANS_IDLE:
-        return true;
+        break;
       case PQTRANS_INTRANS:
       case PQTRANS_INERROR:
-        if (mode == POOL_RESET_NONE) return true;
-        return exchange(conn, mode == POOL_RESET_COMMIT ? "COMMIT" : "ROLLBACK",
-                        PGRES_COMMAND_OK, clock::now() + timeout) &&
-               PQtransactionStatus(conn) == PQTRANS_IDLE;
+        if (mode == POOL_RESET_NONE) return seen == liveness::quiet || ping_now(conn, by());
+        if (!exchange(conn, mode == POOL_RESET_COMMIT ? "COMMIT" : "ROLLBACK", PGRES_COMMAND_OK,
+                      by()) ||
+            PQtransactionStatus(conn) != PQTRANS_IDLE)
+          return false;
+        seen = liveness::quiet;  // it just answered
+        break;
       default:  // a query still running, or a status libpq cannot tell
         return false;
     }
+    if (mode == POOL_RESET_DISCARD)
+      return exchange(conn, "DISCARD ALL", PGRES_COMMAND_OK, by()) &&
+             PQtransactionStatus(conn) == PQTRANS_IDLE;
+    return seen == liveness::quiet || ping_now(conn, by());
   }
 
-  bool looks_alive(void *handle) noexcept override {
-    return alive(static_cast<PGconn *>(handle));
+  liveness looks_alive(void *handle) noexcept override {
+    return look(static_cast<session *>(handle));
   }
 
   // An empty query, sent and awaited without blocking past the deadline: a black-holed
   // server must not hold a checkout longer than it allows. A late answer finds the
   // connection dead (the pool closes it).
   bool ping(void *handle, clock::time_point deadline) noexcept override {
-    auto *conn = static_cast<PGconn *>(handle);
-    return alive(conn) && PQtransactionStatus(conn) == PQTRANS_IDLE &&
-           exchange(conn, "", PGRES_EMPTY_QUERY, deadline);
+    auto *s = static_cast<session *>(handle);
+    return look(s) != liveness::dead && ping_now(s->conn, deadline);
   }
 
-  int socket(void *handle) noexcept override { return PQsocket(static_cast<PGconn *>(handle)); }
+  // Read from libpq each time: an application's PQreset gives the connection a new socket.
+  int socket(void *handle) noexcept override { return PQsocket(conn_of(handle)); }
 
   // PQexecParams, but sent and awaited without blocking past the deadline.
   query_result query(void *handle, const char *sql, const std::vector<const char *> &params,
                      clock::time_point deadline) override {
-    auto *conn = static_cast<PGconn *>(handle);
+    PGconn *conn = conn_of(handle);
     clock::time_point start = clock::now();
+    outcome sent = outcome::lost;
     if (PQsetnonblocking(conn, 1) == 0 &&
         PQsendQueryParams(conn, sql, int(params.size()), nullptr, params.data(), nullptr,
-                          nullptr, 0) &&
-        await_results(conn, deadline) == outcome::timed_out) {
-      // The statement may still run, and an answer may still come: the connection stays in
-      // non-blocking mode (closing it never waits on the socket) and is never used again.
-      char msg[160];
+                          nullptr, 0))
+      sent = await_results(conn, deadline);
+    if (sent == outcome::timed_out) {
+      // The statement still runs on the server, holding its locks: ask the server to cancel
+      // it, then abandon the connection (an answer may still come: it stays in non-blocking
+      // mode, so closing it never waits on the socket).
+      bool cancelled = cancel(conn, cancel_timeout_);
+      char msg[224];
       std::snprintf(msg, sizeof msg,
-                    "query did not finish within %.2f s (query_timeout); its connection is "
-                    "abandoned: check the lease in",
-                    std::chrono::duration<double>(deadline - start).count());
+                    "query did not finish within %.2f s (query_timeout); %s; its connection "
+                    "is abandoned: check the lease in",
+                    std::chrono::duration<double>(deadline - start).count(),
+                    cancelled ? "the server was asked to cancel it"
+                              : "the cancel request went unanswered");
       throw error(POOL_ETIMEDOUT, msg);
+    }
+    // Results are read without blocking only if they are complete: a connection lost (or a
+    // poll() that failed) while they were awaited must not end in a wait without a deadline.
+    if (sent == outcome::lost && PQisBusy(conn)) {
+      std::string why = trimmed(PQerrorMessage(conn));
+      throw error(POOL_EQUERY,
+                  "connection lost while awaiting the result" + (why.empty() ? "" : ": " + scrub(why, secrets_)),
+                  "08006");
     }
     PQsetnonblocking(conn, 0);
     // As PQexecParams: the last result, unless an earlier one failed.
@@ -181,7 +268,8 @@ class pq_connector final : public connector {
   // free everything and never hang (fork-safety.md §3); a plain PQfinish would kill the
   // parent's session, and close() before it would let the fd number be reused.
   void discard_inherited(void *handle) noexcept override {
-    PQfinish(static_cast<PGconn *>(handle));
+    PQfinish(conn_of(handle));
+    delete static_cast<session *>(handle);
   }
 
  private:
@@ -268,7 +356,17 @@ class pq_connector final : public connector {
       PQfinish(conn);
       throw error(POOL_ECONNECT, "connect failed: " + why);
     }
-    return conn;
+    // Notices that arrived during the connect went to libpq's default processor, which
+    // prints them: PQconnectStartParams gives no earlier moment to install ours. (A server
+    // sends none during a normal connect.)
+    session *s = new (std::nothrow) session{conn, this};
+    if (!s) {
+      PQfinish(conn);
+      throw std::bad_alloc();
+    }
+    s->libpq_receiver = PQsetNoticeReceiver(conn, on_notice, s);
+    PQsetNoticeProcessor(conn, silent_processor, nullptr);
+    return s;
   }
 
   static std::string trimmed(const char *text) {
@@ -277,16 +375,65 @@ class pq_connector final : public connector {
     return s;
   }
 
-  // Without a round trip: anything the server sent an idle connection (a termination
-  // notice, EOF) is read now, so a backend killed by pg_terminate_backend is seen at checkin.
-  static bool alive(PGconn *conn) {
-    if (PQstatus(conn) != CONNECTION_OK) return false;
+  // Without a round trip. Nothing to read: quiet (the cheap path: one poll()). Otherwise what
+  // arrived is read and parsed now: a hang-up, or an error announcing the session's end
+  // (on_notice), is dead; anything else (a NOTIFY, a ParameterStatus, a notice, or part of a
+  // message) is unsure: libpq cannot say whether it parsed all of it, so only a round trip
+  // can vouch for the connection.
+  static liveness look(session *s) {
+    PGconn *conn = s->conn;
+    if (PQstatus(conn) != CONNECTION_OK || ended(s)) return liveness::dead;
     struct pollfd pfd = {PQsocket(conn), POLLIN | POLLRDHUP, 0};
-    if (poll(&pfd, 1, 0) > 0) {
-      if (pfd.revents & (POLLHUP | POLLERR | POLLRDHUP | POLLNVAL)) return false;
-      if (!PQconsumeInput(conn)) return false;
+    if (poll(&pfd, 1, 0) <= 0) return liveness::quiet;
+    if (pfd.revents & (POLLHUP | POLLERR | POLLRDHUP | POLLNVAL)) return liveness::dead;
+    if (!PQconsumeInput(conn)) return liveness::dead;
+    PQisBusy(conn);  // parses what arrived: notices reach on_notice, NOTIFYs PQnotifies()
+    if (PQstatus(conn) != CONNECTION_OK || ended(s)) return liveness::dead;
+    return liveness::unsure;
+  }
+
+  static bool ended(const session *s) {
+    return s->ended_backend != 0 && s->ended_backend == PQbackendPID(s->conn);
+  }
+
+  // An empty query: a round trip that changes nothing.
+  static bool ping_now(PGconn *conn, clock::time_point deadline) {
+    return PQtransactionStatus(conn) == PQTRANS_IDLE &&
+           exchange(conn, "", PGRES_EMPTY_QUERY, deadline);
+  }
+
+  // libpq 15's PQcancel connects and waits with no timeout: it runs on a thread of its own,
+  // awaited at most `timeout`. A cancel still unanswered then is left to finish on its own
+  // (it owns its PGcancel); the caller abandons the connection either way.
+  static bool cancel(PGconn *conn, clock::duration timeout) {
+    struct request {
+      PGcancel *cancel;
+      std::mutex mu;
+      std::condition_variable cv;
+      bool done = false, sent = false, abandoned = false;
+    };
+    PGcancel *c = PQgetCancel(conn);
+    if (!c) return false;
+    std::shared_ptr<request> r;
+    try {
+      r = std::make_shared<request>();
+      r->cancel = c;
+      std::thread([r] {
+        char why[256];
+        bool sent = PQcancel(r->cancel, why, sizeof why) == 1;
+        PQfreeCancel(r->cancel);
+        std::lock_guard<std::mutex> lock(r->mu);
+        r->done = true;
+        r->sent = sent;
+        r->cv.notify_all();
+      }).detach();
+    } catch (...) {  // no thread: no cancel, but nothing lost
+      PQfreeCancel(c);
+      return false;
     }
-    return PQstatus(conn) == CONNECTION_OK;
+    std::unique_lock<std::mutex> lock(r->mu);
+    r->cv.wait_for(lock, timeout, [&] { return r->done; });
+    return r->done && r->sent;
   }
 
   // poll() on one socket until `deadline` (max(): no limit): 0 once the deadline has passed,
@@ -340,12 +487,13 @@ class pq_connector final : public connector {
   std::vector<std::string> secrets_;
   milliseconds connect_timeout_{0};
   std::vector<host_entry> hosts_;  // empty unless the string names several hosts
+  clock::duration cancel_timeout_;  // ping_timeout: how long a cancel request may take
 };
 
 }  // namespace
 
-std::unique_ptr<connector> make_pq_connector(const char *conninfo) {
-  return std::make_unique<pq_connector>(conninfo);
+std::unique_ptr<connector> make_pq_connector(const char *conninfo, double cancel_timeout_s) {
+  return std::make_unique<pq_connector>(conninfo, cancel_timeout_s);
 }
 
 }  // namespace connpool

@@ -52,6 +52,7 @@ pool::pool(std::unique_ptr<connector> conn, const options &opts)
       jitter_rng_(uint32_t(reinterpret_cast<uintptr_t>(this) ^
                            uint64_t(clock::now().time_since_epoch().count()))) {
   hooks_.size = sizeof hooks_;
+  connector_->set_log(&pool::log_from_connector, this);
   fork_guard::register_pool(this);  // first: it installs the fork tracking generation() reads
   generation_ = fork_guard::generation();
 }
@@ -69,10 +70,16 @@ void pool::reinit_in_child() noexcept {
 }
 
 // Points every socket the pool knows at /dev/null. Idempotent: the socket number stays ours
-// until the connection is discarded, so a second dup3 finds /dev/null there already.
+// until the connection is discarded, so a second dup3 finds /dev/null there already. The
+// number is asked of the connector now, not taken from the record: an application's PQreset
+// on a lent connection moves it to a new socket (libpq's PQsocket only reads a field, safe in
+// the child handler).
 void pool::neutralise_sockets() noexcept {
-  for (const std::unique_ptr<lease> &l : records_)
-    if (l->handle && l->socket >= 0) dup3(fork_guard::devnull(), l->socket, O_CLOEXEC);
+  for (const std::unique_ptr<lease> &l : records_) {
+    if (!l->handle) continue;
+    int fd = connector_->socket(l->handle);
+    if (fd >= 0) dup3(fork_guard::devnull(), fd, O_CLOEXEC);
+  }
 }
 
 void pool::sync_with_process() {
@@ -296,6 +303,7 @@ void pool::give_back(lease *l, close_reason why, bool was_out, bool retry) {
   }
   if (why == close_reason::none) {
     l->idle_since = now;
+    l->socket = connector_->socket(l->handle);  // the holder may have reconnected it
     if (waiters_head_) {  // direct hand-off to the longest waiter
       waiter *w = waiters_head_;
       unlink(w);
@@ -476,6 +484,10 @@ void pool::log(int level, const char *format, ...) const noexcept {
   std::vsnprintf(message, sizeof message, format, ap);
   va_end(ap);
   hooks_.log(level, message, hooks_.user_data);
+}
+
+void pool::log_from_connector(void *self, int level, const char *message) noexcept {
+  static_cast<const pool *>(self)->log(level, "%s", message);
 }
 
 int pool::dispose() {

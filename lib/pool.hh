@@ -215,6 +215,8 @@ class pool {
   void log(int level, const char *format, ...) const noexcept
       __attribute__((format(printf, 3, 4)));
   bool logs(int level) const noexcept { return hooks_.log && level <= hooks_.log_level; }
+  // The connector's log_fn: what the server said on its own, to the log hook.
+  static void log_from_connector(void *self, int level, const char *message) noexcept;
 
   uint32_t magic_ = live_magic;
   const options opts_;

@@ -315,6 +315,77 @@ static void backends_killed_while_idle_are_replaced_unseen_with_pre_ping(void **
     PQfinish(monitor);
 }
 
+/* The new user's scenario of issue 13, `rounds` times: three connections checked out, used and
+ * checked in; their backends terminated from another session and awaited until
+ * pg_stat_activity no longer lists them; then three checkouts, each running SELECT 1. A
+ * terminated backend sends its FATAL notice a moment before it closes its socket: a checkout
+ * in between must not take the notice for a sign of life. Every other option at its default
+ * (pre_ping_interval 0.5: the socket check, no round trip, for these recently used ones). */
+#define TERMINATE_N 3
+static int select_1(pool_lease_t *lease) {
+    pool_result_t *r = NULL;
+    int rc = pool_query(&r, lease, "SELECT 1", 0, NULL);
+    pool_result_free(r);
+    return rc;
+}
+
+static void terminated_idle_backends_are_never_handed_out(const char *base, const char *sslmode,
+                                                          int rounds) {
+    char app[64], conninfo[256];
+    test_app_name(app, sizeof app, base);
+    snprintf(conninfo, sizeof conninfo, "sslmode=%s application_name=%s", sslmode, app);
+    pool_t *pool = NULL;
+    assert_ok(pool_create(&pool, conninfo, "pool_size=3 max_overflow=0 pool_pre_ping=true"));
+    PGconn *monitor = monitor_connect();
+    int dead_handed_out = 0, checkouts = 0;
+    char first_error[512] = "";
+    for (int round = 0; round < rounds; round++) {
+        pool_lease_t *leases[TERMINATE_N];
+        int pids[TERMINATE_N];
+        for (int i = 0; i < TERMINATE_N; i++) {
+            leases[i] = checkout(pool);
+            assert_ok(select_1(leases[i]));
+            pids[i] = PQbackendPID(native(leases[i]));
+        }
+        for (int i = 0; i < TERMINATE_N; i++) assert_ok(pool_checkin(leases[i]));
+        for (int i = 0; i < TERMINATE_N; i++) {
+            char sql[96];
+            snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%d)::int", pids[i]);
+            assert_int_equal(query_int(monitor, sql), 1);
+        }
+        for (int i = 0; i < TERMINATE_N; i++) await_backend_gone(monitor, pids[i]);
+        for (int i = 0; i < TERMINATE_N; i++) {
+            leases[i] = checkout(pool);
+            checkouts++;
+            if (select_1(leases[i]) != POOL_OK) {
+                if (!dead_handed_out++)
+                    snprintf(first_error, sizeof first_error, "%s", pool_last_error());
+            }
+            assert_false(contains_pid(pids, TERMINATE_N, PQbackendPID(native(leases[i]))));
+        }
+        for (int i = 0; i < TERMINATE_N; i++) assert_ok(pool_checkin(leases[i]));
+    }
+    print_message("      sslmode=%s: %d dead connections handed out in %d checkouts\n", sslmode,
+                  dead_handed_out, checkouts);
+    if (dead_handed_out)
+        fail_msg("%d of %d checkouts got a terminated connection (sslmode=%s); the first: %s",
+                 dead_handed_out, checkouts, sslmode, first_error);
+    pool_stats_t st = stats_of(pool);
+    assert_int_equal(st.closed_total, (int64_t)TERMINATE_N * rounds);
+    assert_ok(pool_dispose(pool));
+    await_sessions(monitor, app, 0);
+    PQfinish(monitor);
+}
+
+#define TERMINATE_ROUNDS 200
+static void terminated_backends_are_never_handed_out_with_pre_ping_plain_or_tls(void **state) {
+    (void)state;
+    terminated_idle_backends_are_never_handed_out("health_terminated", "disable",
+                                                  TERMINATE_ROUNDS);
+    terminated_idle_backends_are_never_handed_out("health_terminated_tls", "require",
+                                                  TERMINATE_ROUNDS);
+}
+
 /* ---------------------------------------------------------------- 3. server down: fail fast */
 
 struct recovery {
@@ -1111,6 +1182,7 @@ int main(void) {
         T_SERVER(a_restart_under_load_with_pre_ping_fails_nothing_once_the_server_is_back),
         T_SERVER(a_restart_under_load_without_pre_ping_hands_each_dead_connection_out_once),
         T(backends_killed_while_idle_are_replaced_unseen_with_pre_ping),
+        T(terminated_backends_are_never_handed_out_with_pre_ping_plain_or_tls),
         T_SERVER(a_stopped_server_fails_checkouts_fast_and_the_pool_recovers_by_itself),
         T(a_connection_past_pool_recycle_is_replaced_at_checkout),
         T(idle_connections_expire_at_spread_out_times),
