@@ -385,10 +385,14 @@ class pq_connector final : public connector {
     if (PQstatus(conn) != CONNECTION_OK || ended(s)) return liveness::dead;
     struct pollfd pfd = {PQsocket(conn), POLLIN | POLLRDHUP, 0};
     if (poll(&pfd, 1, 0) <= 0) return liveness::quiet;
-    if (pfd.revents & (POLLHUP | POLLERR | POLLRDHUP | POLLNVAL)) return liveness::dead;
-    if (!PQconsumeInput(conn)) return liveness::dead;
-    PQisBusy(conn);  // parses what arrived: notices reach on_notice, NOTIFYs PQnotifies()
-    if (PQstatus(conn) != CONNECTION_OK || ended(s)) return liveness::dead;
+    bool hung_up = pfd.revents & (POLLHUP | POLLERR | POLLRDHUP | POLLNVAL);
+    bool read = false;
+    // Read even from a socket that hung up: its last message says why (and reaches the log).
+    if (pfd.revents & POLLIN) {
+      read = PQconsumeInput(conn);
+      if (read) PQisBusy(conn);  // parses it: notices reach on_notice, NOTIFYs PQnotifies()
+    }
+    if (hung_up || !read || PQstatus(conn) != CONNECTION_OK || ended(s)) return liveness::dead;
     return liveness::unsure;
   }
 

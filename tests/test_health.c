@@ -11,6 +11,7 @@
  *
  * cmocka's assertions may only fail on the test's own thread: worker threads record what
  * went wrong in a shared report, and the test thread asserts on it after joining them. */
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1078,6 +1079,163 @@ static void the_log_hook_reports_connect_failures_without_the_password(void **st
     pthread_mutex_destroy(&c.mu);
 }
 
+/* ---------------------------------------------------------------- 9. what the server says */
+
+/* fd 2 into a temporary file, from capture_stderr() until release_stderr(), which copies what
+ * was written there into buf and returns its length. */
+struct captured {
+    int saved;
+    FILE *file;
+};
+
+static void capture_stderr(struct captured *c) {
+    fflush(stderr);
+    c->file = tmpfile();
+    assert_non_null(c->file);
+    c->saved = dup(2);
+    assert_true(c->saved >= 0);
+    assert_true(dup2(fileno(c->file), 2) == 2);
+}
+
+static size_t release_stderr(struct captured *c, char *buf, size_t len) {
+    fflush(stderr);
+    dup2(c->saved, 2);
+    close(c->saved);
+    rewind(c->file);
+    size_t n = fread(buf, 1, len - 1, c->file);
+    buf[n] = '\0';
+    fclose(c->file);
+    return n;
+}
+
+#define NOTICE_SQL                                                                  \
+    "DO $$BEGIN RAISE NOTICE 'connpool notice %', 42; RAISE WARNING 'connpool warning'; " \
+    "END$$"
+
+static void run_ok(pool_lease_t *lease, const char *sql) {
+    pool_result_t *r = NULL;
+    if (pool_query(&r, lease, sql, 0, NULL) != POOL_OK) fail_msg("%s: %s", sql, pool_last_error());
+    pool_result_free(r);
+}
+
+/* The server ends an idle session (as at a shutdown): it sends its FATAL notice first. */
+static void terminate_and_await(PGconn *monitor, int pid) {
+    char sql[96];
+    snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%d, 5000)::int", pid);
+    assert_int_equal(query_int(monitor, sql), 1);
+    await_backend_gone(monitor, pid);
+}
+
+/* Notices from pool_query and from the native handle; a backend terminated while idle in the
+ * pool (found by pre-ping at checkout) and while checked out (found at checkin). */
+static void make_the_server_talk(pool_t *pool, PGconn *monitor) {
+    pool_lease_t *lease = checkout(pool);
+    run_ok(lease, NOTICE_SQL);
+    PQclear(PQexec(native(lease), NOTICE_SQL));
+    int pid = PQbackendPID(native(lease));
+    assert_ok(pool_checkin(lease));
+    terminate_and_await(monitor, pid);
+    lease = checkout(pool); /* pre-ping finds it ended: a new connection */
+    assert_int_not_equal(PQbackendPID(native(lease)), pid);
+    pid = PQbackendPID(native(lease));
+    terminate_and_await(monitor, pid);
+    assert_ok(pool_checkin(lease)); /* the checkin's check finds it ended */
+    assert_int_equal(stats_of(pool).idle, 0);
+}
+
+static int notices_seen;
+static char notice_text[256];
+static void count_notices(void *arg, const char *message) {
+    (void)arg;
+    notices_seen++;
+    snprintf(notice_text, sizeof notice_text, "%s", message);
+}
+
+static void libpq_never_writes_on_stderr_and_server_notices_reach_the_log_hook(void **state) {
+    (void)state;
+    static struct log_capture c;
+    char app[64], conninfo[128], out[4096];
+    test_app_name(app, sizeof app, "health_notices");
+    snprintf(conninfo, sizeof conninfo, "application_name=%s", app);
+    PGconn *monitor = monitor_connect();
+    struct captured err;
+
+    /* no log hook: silence */
+    pool_t *pool = NULL;
+    assert_ok(pool_create(&pool, conninfo, "pool_size=1 max_overflow=0 pool_pre_ping=true"));
+    capture_stderr(&err);
+    make_the_server_talk(pool, monitor);
+    size_t written = release_stderr(&err, out, sizeof out);
+    assert_ok(pool_dispose(pool));
+    if (written) fail_msg("%zu bytes on stderr: \"%s\"", written, out);
+
+    /* a log hook: each at its level, with its text */
+    pool = logged_pool(conninfo, "pool_size=1 max_overflow=0 pool_pre_ping=true", &c,
+                       POOL_LOG_DEBUG);
+    capture_stderr(&err);
+    make_the_server_talk(pool, monitor);
+
+    /* the application's own notice processor on the native handle is kept */
+    pool_lease_t *lease = checkout(pool);
+    notices_seen = 0;
+    PQsetNoticeProcessor(native(lease), count_notices, NULL);
+    run_ok(lease, "DO $$BEGIN RAISE NOTICE 'for the application'; END$$");
+    assert_ok(pool_checkin(lease));
+    written = release_stderr(&err, out, sizeof out);
+    assert_ok(pool_dispose(pool));
+    if (written) fail_msg("%zu bytes on stderr: \"%s\"", written, out);
+    assert_int_equal(notices_seen, 1);
+    assert_non_null(strstr(notice_text, "for the application"));
+
+    int notices = check_log(&c, NULL, POOL_LOG_DEBUG, POOL_LOG_INFO, "NOTICE: connpool notice 42");
+    int warnings = check_log(&c, NULL, POOL_LOG_DEBUG, POOL_LOG_WARN, "WARNING: connpool warning");
+    int ended = check_log(&c, NULL, POOL_LOG_DEBUG, POOL_LOG_ERROR, "FATAL: terminating connection");
+    int ended_code = check_log(&c, NULL, POOL_LOG_DEBUG, POOL_LOG_ERROR, "SQLSTATE 57P01");
+    int own = check_log(&c, NULL, POOL_LOG_DEBUG, POOL_LOG_INFO, "for the application");
+    if (notices != 2 || warnings != 2 || ended != 2 || ended_code != 2 || own != 1) {
+        print_log(&c);
+        fail_msg("log: %d notices, %d warnings, %d terminations (%d with their SQLSTATE), %d of "
+                 "the application's; expected 2, 2, 2, 2, 1",
+                 notices, warnings, ended, ended_code, own);
+    }
+    pthread_mutex_destroy(&c.mu);
+    await_sessions(monitor, app, 0);
+    PQfinish(monitor);
+}
+
+/* The cheap path stays cheap: connections used just now, with nothing to read, are handed out
+ * by pre-ping without a round trip. */
+static void pre_ping_makes_no_round_trip_for_a_quiet_recently_used_connection(void **state) {
+    (void)state;
+    char app[64], conninfo[128];
+    test_app_name(app, sizeof app, "health_quiet");
+    snprintf(conninfo, sizeof conninfo, "application_name=%s", app);
+    pool_t *pool = NULL;
+    assert_ok(pool_create(&pool, conninfo,
+                          "pool_size=1 max_overflow=0 pool_pre_ping=true pre_ping_interval=60"));
+    for (int i = 0; i < 100; i++) {
+        pool_lease_t *lease = checkout(pool);
+        run_ok(lease, "SELECT 1");
+        assert_ok(pool_checkin(lease));
+    }
+    assert_int_equal(stats_of(pool).pings_total, 0);
+    /* a NOTIFY arrives on the idle connection: it is not vouched for, so the next checkout
+     * pays a round trip */
+    pool_lease_t *lease = checkout(pool);
+    run_ok(lease, "LISTEN connpool_quiet");
+    struct pollfd arrived = {PQsocket(native(lease)), POLLIN, 0};
+    assert_ok(pool_checkin(lease));
+    PGconn *monitor = monitor_connect();
+    PQclear(PQexec(monitor, "NOTIFY connpool_quiet"));
+    assert_int_equal(poll(&arrived, 1, SERVER_WAIT_MS), 1); /* awaited, left unread */
+    lease = checkout(pool);
+    assert_int_equal(stats_of(pool).pings_total, 1);
+    run_ok(lease, "UNLISTEN *");
+    assert_ok(pool_checkin(lease));
+    assert_ok(pool_dispose(pool));
+    PQfinish(monitor);
+}
+
 /* A checkout that may not queue (timeout 0) still gives its ping the ping_timeout: a live
  * idle connection passes its ping and is handed out, not closed as dead. */
 static void a_zero_timeout_checkout_pings_in_earnest(void **state) {
@@ -1192,6 +1350,8 @@ int main(void) {
         T(on_connect_sets_up_every_session_and_its_failure_fails_the_connect),
         T(reporting_a_failover_sqlstate_retires_older_connections_only),
         T(the_log_hook_reports_connect_failures_without_the_password),
+        T(libpq_never_writes_on_stderr_and_server_notices_reach_the_log_hook),
+        T(pre_ping_makes_no_round_trip_for_a_quiet_recently_used_connection),
     };
     return cmocka_run_group_tests_name("health", tests, NULL, NULL);
 }
