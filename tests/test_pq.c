@@ -18,6 +18,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
+#include "child.h"
 #include "util.h"
 
 /* ---------------------------------------------------------------- helpers */
@@ -980,6 +983,142 @@ static void an_empty_conninfo_uses_the_environment_and_names_sessions_connpool(v
     assert_ok(pool_dispose(pool));
 }
 
+/* ---------------------------------------------------------------- issue 14: libpq */
+
+struct backend_state {
+    PGconn *monitor;
+    int pid;
+};
+
+/* The backend runs no statement: it is idle, or gone. */
+static int backend_not_active(void *p) {
+    struct backend_state *b = p;
+    char sql[128];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM pg_stat_activity WHERE pid = %d AND state = 'active'", b->pid);
+    return query_int(b->monitor, sql) == 0;
+}
+
+/* query_timeout: the statement that ran too long is cancelled on the server, so it stops
+ * running and the lock it held is free at once, while the lease is still out (its connection
+ * is abandoned, closed at checkin). */
+static void a_query_past_query_timeout_is_cancelled_on_the_server(void **state) {
+    (void)state;
+    char app[64];
+    app_name(app, sizeof app, "pq_cancel");
+    pool_t *pool = pq_pool(app, "pool_size=1 max_overflow=0 query_timeout=0.3");
+    PGconn *monitor = monitor_connect();
+    pool_lease_t *lease = checkout(pool);
+    struct backend_state b = {monitor, backend_pid(lease)};
+    pool_result_t *res = NULL;
+    int rc = pool_query(&res, lease, "SELECT pg_advisory_xact_lock(914914), pg_sleep(60)", 0, NULL);
+    assert_int_equal(rc, POOL_ETIMEDOUT);
+    assert_contains(pool_last_error(), "the server was asked to cancel it");
+    if (!await_true(backend_not_active, &b, SERVER_WAIT_MS))
+        fail_msg("backend %d still runs the statement after the timeout", b.pid);
+    assert_int_equal(query_int(monitor, "SELECT pg_try_advisory_lock(914914)::int"), 1);
+    exec_ok(monitor, "SELECT pg_advisory_unlock(914914)");
+    assert_ok(pool_checkin(lease));
+    await_backend_gone(monitor, b.pid);
+    assert_int_equal(stats_of(pool).invalidated_total, 1);
+    assert_ok(pool_dispose(pool));
+    PQfinish(monitor);
+}
+
+/* What one borrower leaves in a session, and what the next one finds of it. */
+static void leave_session_state(PGconn *conn) {
+    exec_ok(conn, "SET work_mem = '7MB'");
+    exec_ok(conn, "PREPARE connpool_left AS SELECT 1");
+    exec_ok(conn, "CREATE TEMP TABLE connpool_left (x int)");
+    exec_ok(conn, "SELECT pg_advisory_lock(915915)");
+    exec_ok(conn, "LISTEN connpool_left");
+    exec_ok(conn, "BEGIN");
+    exec_ok(conn, "SET LOCAL statement_timeout = '1h'");
+}
+
+static int session_state_left(PGconn *conn, PGconn *monitor) {
+    char work_mem[32];
+    query_string(conn, "SHOW work_mem", work_mem, sizeof work_mem);
+    int left = strcmp(work_mem, "7MB") == 0;
+    left += (int)query_int(conn, "SELECT count(*) FROM pg_prepared_statements");
+    left += (int)query_int(conn, "SELECT (to_regclass('pg_temp.connpool_left') IS NOT NULL)::int");
+    left += (int)query_int(conn, "SELECT count(*) FROM pg_listening_channels()");
+    left += (int)query_int(monitor, "SELECT 1 - pg_try_advisory_lock(915915)::int");
+    exec_ok(monitor, "SELECT pg_advisory_unlock_all()");
+    return left;
+}
+
+/* reset_on_return=discard: the next borrower (same backend) finds a clean session; with
+ * rollback (the default) the same state is still there, which is why discard exists. */
+static void reset_on_return_discard_leaves_no_session_state_behind(void **state) {
+    (void)state;
+    PGconn *monitor = monitor_connect();
+    static const char *const modes[] = {"rollback", "discard"};
+    for (int m = 0; m < 2; m++) {
+        char app[64], options[96];
+        app_name(app, sizeof app, "pq_discard");
+        snprintf(options, sizeof options, "pool_size=1 max_overflow=0 reset_on_return=%s", modes[m]);
+        pool_t *pool = pq_pool(app, options);
+        pool_lease_t *lease = checkout(pool);
+        int pid = backend_pid(lease);
+        leave_session_state(native(lease));
+        assert_ok(pool_checkin(lease));
+        lease = checkout(pool);
+        assert_int_equal(backend_pid(lease), pid);
+        assert_int_equal(PQtransactionStatus(native(lease)), PQTRANS_IDLE);
+        int left = session_state_left(native(lease), monitor);
+        if (m == 0) assert_int_equal(left, 5);
+        else if (left) fail_msg("reset_on_return=discard left %d kinds of session state", left);
+        exec_ok(native(lease), "DISCARD ALL");
+        assert_ok(pool_checkin(lease));
+        assert_int_equal(stats_of(pool).closed_total, 0);
+        assert_ok(pool_dispose(pool));
+    }
+    PQfinish(monitor);
+}
+
+/* In the child: the lease the forking thread held comes back; its connection is dropped
+ * without a byte to the server. */
+static int check_in_inherited(void *p) {
+    CHILD_REQUIRE(pool_checkin(p) == POOL_OK, "%s", pool_last_error());
+    return 0;
+}
+
+/* An application reconnects a lent connection with PQreset (a new socket number, the old one
+ * taken by some other file), then forks: the child must neutralise the socket the connection
+ * has now, so that dropping it sends nothing on the parent's session. */
+static void a_pqreset_before_fork_leaves_the_parents_session_alone(void **state) {
+    (void)state;
+    char app[64];
+    app_name(app, sizeof app, "pq_reset_fork");
+    int hole = open("/dev/null", O_RDONLY | O_CLOEXEC); /* a low number, freed below */
+    assert_true(hole >= 0);
+    pool_t *pool = pq_pool(app, "pool_size=1 max_overflow=0");
+    pool_lease_t *lease = checkout(pool);
+    int before = PQsocket(native(lease));
+    close(hole);
+    PQreset(native(lease));
+    assert_int_equal(PQstatus(native(lease)), CONNECTION_OK);
+    int after = PQsocket(native(lease));
+    assert_int_not_equal(after, before);
+    int other = open("/dev/null", O_RDONLY | O_CLOEXEC); /* takes the old number, if free */
+    int pid = backend_pid(lease);
+
+    struct outcome o = run_child(VIA_FORK, check_in_inherited, lease, END__EXIT);
+    assert_child_ok(&o, "checkin of the inherited lease");
+
+    /* the parent's session is untouched: same backend, still answering */
+    PGresult *r = PQexec(native(lease), "SELECT pg_backend_pid()");
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("the parent's session broke after the child dropped its copy: %s",
+                 PQerrorMessage(native(lease)));
+    assert_int_equal(atoi(PQgetvalue(r, 0, 0)), pid);
+    PQclear(r);
+    if (other >= 0) close(other);
+    assert_ok(pool_checkin(lease));
+    assert_ok(pool_dispose(pool));
+}
+
 static void a_null_pool_opens_and_closes_a_session_per_checkout(void **state) {
     (void)state;
     char app[64];
@@ -1031,6 +1170,9 @@ int main(void) {
         cmocka_unit_test(a_second_checkin_is_refused),
         cmocka_unit_test(an_empty_conninfo_uses_the_environment_and_names_sessions_connpool),
         cmocka_unit_test(a_null_pool_opens_and_closes_a_session_per_checkout),
+        cmocka_unit_test(a_query_past_query_timeout_is_cancelled_on_the_server),
+        cmocka_unit_test(reset_on_return_discard_leaves_no_session_state_behind),
+        cmocka_unit_test(a_pqreset_before_fork_leaves_the_parents_session_alone),
     };
     return cmocka_run_group_tests_name("pq", tests, NULL, NULL);
 }
