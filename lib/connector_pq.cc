@@ -7,15 +7,13 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <new>
-#include <thread>
 
 #include "connector.hh"
 #include "error.hh"
 #include "fork.hh"
+#include "pq_cancel.hh"
 #include "scrub.hh"
 
 namespace connpool {
@@ -206,7 +204,7 @@ class pq_connector final : public connector {
       // The statement still runs on the server, holding its locks: ask the server to cancel
       // it, then abandon the connection (an answer may still come: it stays in non-blocking
       // mode, so closing it never waits on the socket).
-      bool cancelled = cancel(conn, cancel_timeout_);
+      bool cancelled = cancel_statement(conn, clock::now() + cancel_timeout_);
       char msg[224];
       std::snprintf(msg, sizeof msg,
                     "query did not finish within %.2f s (query_timeout); %s; its connection "
@@ -404,40 +402,6 @@ class pq_connector final : public connector {
   static bool ping_now(PGconn *conn, clock::time_point deadline) {
     return PQtransactionStatus(conn) == PQTRANS_IDLE &&
            exchange(conn, "", PGRES_EMPTY_QUERY, deadline);
-  }
-
-  // libpq 15's PQcancel connects and waits with no timeout: it runs on a thread of its own,
-  // awaited at most `timeout`. A cancel still unanswered then is left to finish on its own
-  // (it owns its PGcancel); the caller abandons the connection either way.
-  static bool cancel(PGconn *conn, clock::duration timeout) {
-    struct request {
-      PGcancel *cancel;
-      std::mutex mu;
-      std::condition_variable cv;
-      bool done = false, sent = false, abandoned = false;
-    };
-    PGcancel *c = PQgetCancel(conn);
-    if (!c) return false;
-    std::shared_ptr<request> r;
-    try {
-      r = std::make_shared<request>();
-      r->cancel = c;
-      std::thread([r] {
-        char why[256];
-        bool sent = PQcancel(r->cancel, why, sizeof why) == 1;
-        PQfreeCancel(r->cancel);
-        std::lock_guard<std::mutex> lock(r->mu);
-        r->done = true;
-        r->sent = sent;
-        r->cv.notify_all();
-      }).detach();
-    } catch (...) {  // no thread: no cancel, but nothing lost
-      PQfreeCancel(c);
-      return false;
-    }
-    std::unique_lock<std::mutex> lock(r->mu);
-    r->cv.wait_for(lock, timeout, [&] { return r->done; });
-    return r->done && r->sent;
   }
 
   // poll() on one socket until `deadline` (max(): no limit): 0 once the deadline has passed,
