@@ -111,13 +111,18 @@ typedef enum pool_status {
  *   pool_pre_ping          false  test a connection at checkout before handing it out; a
  *                                 dead one is closed and replaced within the checkout's
  *                                 deadline. Every checkout looks at the socket (no round
- *                                 trip); a round trip is made only for a connection idle
- *                                 longer than pre_ping_interval
+ *                                 trip); a round trip is made for a connection idle longer
+ *                                 than pre_ping_interval, and for any connection on which
+ *                                 something arrived while it was idle (a NOTIFY, a notice):
+ *                                 only a server's announced end of the session (libpq) or a
+ *                                 hang-up is read as dead without one, and nothing that
+ *                                 arrived is ever read as a sign of life
  *   pre_ping_interval      0.5    see pool_pre_ping
  *   ping_timeout           5      the longest a ping may take (also bounded by the checkout's
  *                                 deadline); a ping that takes longer finds the connection dead.
- *                                 It also bounds the rollback (or commit) at checkin: one not
- *                                 answered in time closes the connection
+ *                                 It also bounds the rollback (or commit, or DISCARD ALL) at
+ *                                 checkin: one not answered in time closes the connection;
+ *                                 and the cancel request of a query past query_timeout
  *   pool_recycle           0      close a connection older than this at checkout or checkin
  *                                 (SQLAlchemy's pool_recycle; -1 is accepted for 0)
  *   pool_recycle_jitter    10% of pool_recycle: each connection's lifetime is shortened by a
@@ -139,7 +144,10 @@ typedef enum pool_status {
  *   query_timeout          0      a pool_query() still running after this long fails with
  *                                 POOL_ETIMEDOUT; its connection is abandoned (closed at
  *                                 checkin). libpq: enforced by the pool, also against a server
- *                                 that stopped answering; ODBC: the driver's query timeout, in
+ *                                 that stopped answering, and the statement is cancelled on
+ *                                 the server (a cancel request awaited at most ping_timeout;
+ *                                 the message says whether the server took it), so it stops
+ *                                 and frees its locks; ODBC: the driver's query timeout, in
  *                                 whole seconds. 0: no limit
  *
  * The background work (min_idle, idle_timeout, leak_threshold, and recycling idle
@@ -155,7 +163,9 @@ typedef enum pool_reset_mode {
     POOL_RESET_NONE = 0,     /* check the connection is usable, change nothing */
     POOL_RESET_ROLLBACK = 1, /* roll back any open or failed transaction */
     POOL_RESET_COMMIT = 2,   /* commit any open transaction (a failed one rolls back) */
-    POOL_RESET_DISCARD = 3   /* roll back, then drop all session state (DISCARD ALL) */
+    POOL_RESET_DISCARD = 3   /* roll back, then drop all session state: libpq sends DISCARD
+                                ALL (SET, prepared statements, temporary tables, advisory
+                                locks, LISTEN); a custom reset callback gets this mode */
 } pool_reset_mode;
 
 /* ---------------------------------------------------------------- lifecycle */
@@ -427,7 +437,15 @@ typedef enum pool_log_level {
  *   on_checkin   at checkin, before reset_on_return. Nonzero: the connection is closed.
  *   on_close     before a connection that passed on_connect is closed (not for connections
  *                inherited across fork, which are dropped without a word).
- *   log          a message (never a password) at `level`; see pool_log_level.
+ *   log          a message (never a password) at `level`; see pool_log_level. What a
+ *                PostgreSQL server says on its own (RAISE NOTICE, warnings, the notice that
+ *                ends a session) comes here too, as "server SEVERITY: text (SQLSTATE x)":
+ *                ERROR, FATAL and PANIC at POOL_LOG_ERROR, WARNING at POOL_LOG_WARN, NOTICE
+ *                and INFO at POOL_LOG_INFO, DEBUG and LOG at POOL_LOG_DEBUG. libpq never
+ *                prints them on stderr: without a log hook they are dropped. A notice
+ *                processor or receiver you install on the native handle is kept (a
+ *                processor gets every notice; a receiver of your own replaces the pool's,
+ *                which then pings such a connection whenever something arrived).
  */
 typedef struct pool_hooks {
     int64_t size; /* sizeof(pool_hooks_t): members are only ever appended */
