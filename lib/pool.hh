@@ -135,9 +135,9 @@ class pool {
   static pool_lease_t *encode(lease *l) noexcept;
 
   // A checkout's deadline for its own I/O and its wait, read from the clock only when first
-  // needed (an idle connection needs none). A checkout that may not queue (timeout 0) still
-  // gives a connect or a ping of its own pool_timeout: "do not wait for another thread's
-  // connection" is not "talk to the server in no time".
+  // needed (an idle connection needs none). A checkout that may not queue (timeout 0, or
+  // pool_timeout=0) still gives a connect or a ping of its own options::io_bound_s():
+  // "do not wait for another thread's connection" is not "talk to the server in no time".
   class lazy_deadline {
    public:
     explicit lazy_deadline(double seconds) : seconds_(seconds) {}

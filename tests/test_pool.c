@@ -253,6 +253,28 @@ static void a_zero_timeout_checkout_may_still_connect(void **state) {
     assert_ok(pool_dispose(pool));
 }
 
+/* pool_timeout=0 is "never wait for another thread's connection" too: a connect of the
+ * checkout's own is then bounded by 30 s (documented in connpool.h), for timeout -1 and 0. */
+static void with_pool_timeout_0_a_connect_gets_30_seconds(void **state) {
+    (void)state;
+    pool_t *pool = make_pool("pool_size=2 max_overflow=0 pool_timeout=0");
+    pool_lease_t *a, *b;
+    for (int i = 0; i < 2; i++) {
+        F.last_open_timeout_ms = -1;
+        assert_ok(pool_checkout(i ? &b : &a, pool, i ? 0 : -1));
+        if (F.last_open_timeout_ms <= 29000 || F.last_open_timeout_ms > 30000)
+            fail_msg("checkout(%d): the connect got %lld ms", i ? 0 : -1,
+                     (long long)F.last_open_timeout_ms);
+    }
+    pool_lease_t *third;
+    assert_int_equal(pool_checkout(&third, pool, -1), POOL_ETIMEDOUT); /* full: no waiting */
+    assert_non_null(strstr(pool_last_error(), "timeout 0.00"));
+    assert_ok(pool_checkin(a));
+    assert_ok(pool_checkin(b));
+    assert_int_equal(stats_of(pool).connect_failures_total, 0);
+    assert_ok(pool_dispose(pool));
+}
+
 static void waiters_are_served_first_come_first_served(void **state) {
     (void)state;
     pool_t *pool = make_pool("pool_size=1 max_overflow=0");
@@ -643,6 +665,7 @@ int main(void) {
         cmocka_unit_test(fifo_by_default_lifo_when_asked),
         cmocka_unit_test(exhausted_pool_times_out_with_exact_message),
         cmocka_unit_test(a_zero_timeout_checkout_may_still_connect),
+        cmocka_unit_test(with_pool_timeout_0_a_connect_gets_30_seconds),
         cmocka_unit_test(waiters_are_served_first_come_first_served),
         cmocka_unit_test(checkin_hands_off_to_a_waiter_not_a_newcomer),
         cmocka_unit_test(overflow_connections_close_at_checkin),
