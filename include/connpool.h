@@ -21,8 +21,11 @@
  *     never with a pool lock held, and must not unwind (no C++ exception, Rust panic or
  *     longjmp may leave them).
  *  6. Misuse is an error, never a crash: NULL handles, a lease checked in twice, garbage
- *     options. A pointer to memory that was never a handle, or to a pool already released,
- *     is still undefined behaviour, as with free().
+ *     options. Handles are not addresses but a table slot and a serial, checked without
+ *     reading the memory they might point at: a value that was never a handle, a lease
+ *     checked in already (however many checkouts ago), or a pool already released gives
+ *     POOL_EINVAL (as a pool) or POOL_ESTATE (as a lease). A call racing with the release of
+ *     its pool by another thread is still undefined behaviour.
  *  7. Thread-safety: a pool_t may be used from any number of threads at once. A lease belongs
  *     to one thread at a time (it may move between threads, but must not be used by two at
  *     once); its native connection is the caller's alone until pool_checkin().
