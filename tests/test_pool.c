@@ -600,6 +600,36 @@ static void foreign_and_stale_handles_are_refused_without_being_dereferenced(voi
     assert_ok(pool_dispose(next));
 }
 
+/* A lease handle names one checkout: one from 65,536 (and more) checkouts of the same record
+ * ago is refused, never taken for the lease out now. */
+static void a_handle_from_65536_checkouts_ago_is_refused(void **state) {
+    (void)state;
+    pool_t *pool = make_pool("pool_size=1 max_overflow=0");
+    pool_lease_t *first, *l;
+    assert_ok(pool_checkout(&first, pool, -1));
+    int id = conn_id(first);
+    assert_ok(pool_checkin(first));
+    for (long i = 1; i <= 65536 + 64; i++) {
+        assert_ok(pool_checkout(&l, pool, -1));
+        if (pool_lease_native(first))
+            fail_msg("the first handle is taken for the lease of checkout %ld after it", i);
+        if (i >= 65536 - 64) {
+            if (conn_id(l) != id) fail_msg("checkout %ld: another connection", i);
+            int rc = pool_checkin(first);
+            if (rc != POOL_ESTATE)
+                fail_msg("checkout %ld after it: checkin of the first handle: %s", i,
+                         pool_error_name(rc));
+            assert_int_equal(pool_invalidate(first), POOL_ESTATE);
+        }
+        assert_ok(pool_checkin(l));
+    }
+    pool_stats_t st = stats_of(pool);
+    assert_int_equal(st.checkouts_total, 65536 + 64 + 1);
+    assert_int_equal(st.opened_total, 1);
+    assert_int_equal(st.invalidated_total, 0);
+    assert_ok(pool_dispose(pool));
+}
+
 struct hammer {
     pool_t *pool;
     int rounds;
@@ -759,6 +789,7 @@ int main(void) {
         cmocka_unit_test(dispose_closes_idle_connections_at_once),
         cmocka_unit_test(misuse_is_an_error_and_keeps_counts_exact),
         cmocka_unit_test(foreign_and_stale_handles_are_refused_without_being_dereferenced),
+        cmocka_unit_test(a_handle_from_65536_checkouts_ago_is_refused),
         cmocka_unit_test(no_two_threads_ever_hold_one_connection),
         cmocka_unit_test(a_child_never_closes_inherited_connections_and_opens_its_own),
         cmocka_unit_test(a_fork_in_the_middle_of_a_checkin_loses_no_connection),
