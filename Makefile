@@ -82,7 +82,7 @@ $(B)/connpool.pc: pkgconfig/connpool.pc.in include/connpool.h Makefile
 
 # ---------------------------------------------------------------- tests
 TESTS := test_options test_pool test_pq test_fork test_dlclose_fork test_odbc test_lifecycle test_health test_query \
-	test_security test_pgbouncer test_failover test_faults
+	test_security test_pgbouncer test_failover test_faults test_pool_timeout
 TEST_BINS := $(TESTS:%=$(B)/tests/%)
 # The parsers' fuzz targets (tests/fuzz/): make fuzz runs them, make check replays their corpus.
 FUZZ_TARGETS := fuzz_options fuzz_conninfo fuzz_scrub
@@ -104,6 +104,11 @@ $(B)/tests/test_scrub: tests/test_scrub.cc $(STATIC)
 	$(CXX) -std=c++17 $(WARN) -Iinclude -Ilib -pthread $(SAN_FLAGS) $(CXXFLAGS) -o $@ $< \
 		$(STATIC) $(PQ_LIBS) $(ODBC_LIBS) $(CMOCKA_LIBS) $(LDFLAGS)
 
+$(B)/tests/test_handles: tests/test_handles.cc $(STATIC)
+	@mkdir -p $(@D)
+	$(CXX) -std=c++17 $(WARN) -Iinclude -Ilib -pthread $(SAN_FLAGS) $(CXXFLAGS) -o $@ $< \
+		$(STATIC) $(PQ_LIBS) $(ODBC_LIBS) $(CMOCKA_LIBS) $(LDFLAGS)
+
 $(B)/tests/headertest-c: tests/headertest.c include/connpool.h
 	@mkdir -p $(@D)
 	$(CC) -std=c99 -pedantic $(WARN) -Iinclude -c -o $@ $<
@@ -114,7 +119,7 @@ $(B)/tests/headertest-cxx: tests/headertest.c include/connpool.h
 # Each binding's tests (they skip, saying so, when their toolchain is missing).
 BINDING_TESTS := bindings/python/run-tests.sh bindings/node/run-tests.sh bindings/rust/run-tests.sh
 
-TEST_ALL := $(TEST_BINS) $(B)/tests/test_scrub $(B)/tests/headertest-c $(B)/tests/headertest-cxx \
+TEST_ALL := $(TEST_BINS) $(B)/tests/test_scrub $(B)/tests/test_handles $(B)/tests/headertest-c $(B)/tests/headertest-cxx \
 	$(B)/examples/dlopen_query $(FUZZ_TARGETS:fuzz_%=$(B)/tests/fuzz_replay_%)
 
 # `make check` installs missing Debian packages first, then builds and runs everything
@@ -126,7 +131,7 @@ check: deps
 
 check-run: all $(TEST_ALL) check-abi
 	SAN=$(SAN) tests/with-postgres.sh tests/with-pgbouncer.sh tests/with-second-server.sh \
-		tests/run-tests.sh $(B) $(TESTS) test_scrub fuzz-replay.sh test-install.sh test-examples.sh \
+		tests/run-tests.sh $(B) $(TESTS) test_scrub test_handles fuzz-replay.sh test-install.sh test-examples.sh \
 		$(BINDING_TESTS)
 
 # valgrind memcheck on the core and fork tests (plain build: valgrind and the sanitizers do not

@@ -21,8 +21,11 @@
  *     never with a pool lock held, and must not unwind (no C++ exception, Rust panic or
  *     longjmp may leave them).
  *  6. Misuse is an error, never a crash: NULL handles, a lease checked in twice, garbage
- *     options. A pointer to memory that was never a handle, or to a pool already released,
- *     is still undefined behaviour, as with free().
+ *     options. Handles are not addresses but a table slot and a serial, checked without
+ *     reading the memory they might point at: a value that was never a handle, a lease
+ *     checked in already (however many checkouts ago), or a pool already released gives
+ *     POOL_EINVAL (as a pool) or POOL_ESTATE (as a lease). A call racing with the release of
+ *     its pool by another thread is still undefined behaviour.
  *  7. Thread-safety: a pool_t may be used from any number of threads at once. A lease belongs
  *     to one thread at a time (it may move between threads, but must not be used by two at
  *     once); its native connection is the caller's alone until pool_checkin().
@@ -96,7 +99,10 @@ typedef enum pool_status {
  *   max_overflow     10        extra connections allowed in a burst, closed at checkin;
  *                              -1 = unlimited
  *   pool_timeout     30        seconds a checkout waits for a free connection (fractions
- *                              allowed); also bounds the connect a checkout performs
+ *                              allowed); also bounds the connect a checkout performs. 0: never
+ *                              wait (a full pool fails at once), while a connect or pre-ping
+ *                              of the checkout's own gets 30 s (libpq's connect_timeout, if
+ *                              shorter, still applies)
  *   pool_use_lifo    false     reuse the most recently returned connection first (true) or
  *                              the least recently returned (false); true/false, on/off, 1/0
  *   reset_on_return  rollback  at checkin: rollback, commit, discard, or none
@@ -261,7 +267,8 @@ CONNPOOL_API int pool_dispose(pool_t *pool);
  * at the deadline), so no connect outlives the checkout that asked for it.
  *
  * timeout_ms: how long to wait; -1 means the pool's pool_timeout, 0 means do not wait for
- * another thread's connection (a connect of its own is still bounded by pool_timeout).
+ * another thread's connection (a connect or pre-ping of its own is still bounded by
+ * pool_timeout, or by 30 s if pool_timeout is 0).
  * Returns POOL_OK and stores the lease in *out.
  * A connection older than pool_recycle, retired by pool_reset(), or found dead (with
  * pool_pre_ping) is closed and replaced within the same deadline, unseen by the caller.

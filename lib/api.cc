@@ -17,17 +17,19 @@ using connpool::guard;
 
 namespace {
 
+// A handle is looked up in the pool table, never dereferenced: a lease, a released pool or
+// any other value is refused whatever its bits.
 connpool::pool *live_pool(pool_t *handle) {
-  auto *p = reinterpret_cast<connpool::pool *>(handle);
-  if (!p) throw connpool::error(POOL_EINVAL, "pool is NULL");
-  if (!connpool::pool::plausible(p) || !p->valid())
+  if (!handle) throw connpool::error(POOL_EINVAL, "pool is NULL");
+  connpool::pool *p = connpool::pool::of_handle(handle);
+  if (!p || !p->valid())
     throw connpool::error(POOL_EINVAL, "not a pool (a lease, or a pool already released)");
   return p;
 }
 
 int create(pool_t **out, std::unique_ptr<connpool::connector> connector,
            const connpool::options &opts) {
-  *out = reinterpret_cast<pool_t *>(new connpool::pool(std::move(connector), opts));
+  *out = (new connpool::pool(std::move(connector), opts))->handle();
   return POOL_OK;
 }
 

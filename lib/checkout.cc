@@ -26,7 +26,10 @@ pool_lease_t *pool::checkout(int64_t timeout_ms, const char *tag) {
   // Capped at about three years, far inside the clock's range.
   double timeout_s = timeout_ms < 0 ? opts_.pool_timeout_s : double(timeout_ms) / 1000.0;
   timeout_s = std::min(timeout_s, 1e8);
-  lazy_deadline deadline(timeout_s > 0 ? timeout_s : opts_.pool_timeout_s);
+  // The deadline of this checkout's own I/O: its timeout, or if it may not wait at all,
+  // pool_timeout (30 s when that is 0 too).
+  double io_s = timeout_s > 0 ? timeout_s : opts_.io_bound_s();
+  lazy_deadline deadline(io_s);
   handles to_close;
   int rejections = 0;
   bool inside = false;  // counted in inside_ between tries
@@ -84,7 +87,7 @@ pool_lease_t *pool::checkout(int64_t timeout_ms, const char *tag) {
                     "no live connection within the timeout: pool_pre_ping found the connection "
                     "dead (no answer before the checkout's deadline, %.2f s) and no time was "
                     "left to open another",
-                    timeout_s > 0 ? timeout_s : opts_.pool_timeout_s);
+                    io_s);
       leave(true);
       throw error(POOL_ETIMEDOUT, msg);
     }

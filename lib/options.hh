@@ -32,6 +32,14 @@ struct options {
   double fail_fast_backoff_max_s = 5.0;
   double query_timeout_s = 0;  // pool_query; 0: no limit
 
+  // The bound on I/O the pool does for a checkout of its own (a connect, a pre-ping) when
+  // the checkout may not wait (timeout 0), and on the maintenance thread's connects:
+  // pool_timeout, or 30 seconds when pool_timeout is 0. pool_timeout=0 means "do not wait
+  // for another thread's connection" (SQLAlchemy), not "talk to the server in no time".
+  // libpq's connect_timeout, when shorter, still applies (the connector's own bound).
+  static constexpr double default_io_bound_s = 30.0;
+  double io_bound_s() const { return pool_timeout_s > 0 ? pool_timeout_s : default_io_bound_s; }
+
   // Whether the pool needs its maintenance thread.
   bool needs_maintenance() const {
     return !null_pool && (min_idle > 0 || idle_timeout_s > 0 || leak_threshold_s > 0);

@@ -20,12 +20,6 @@ namespace connpool {
 
 namespace {
 
-// Lease handles carry 16 bits of the record's serial above the 48-bit address space.
-constexpr unsigned tag_shift = 48;
-constexpr uint64_t address_mask = (uint64_t(1) << tag_shift) - 1;
-
-uint64_t serial_tag(uint64_t state) { return ((state >> 1) % 0xFFFF) + 1; }
-
 // The tag, cut at a UTF-8 character boundary if it is too long.
 void copy_tag(char (&dst)[lease::tag_size], const char *tag) {
   size_t n = tag ? strnlen(tag, sizeof dst) : 0;
@@ -129,25 +123,22 @@ void pool::adopt_child() {
   generation_ = fork_guard::generation();
 }
 
+// The record's slot at the serial of its current checkout (lend() set it).
 pool_lease_t *pool::encode(lease *l) noexcept {
-  uint64_t address = reinterpret_cast<uintptr_t>(l);
-  if ((address >> tag_shift) == 0)
-    address |= serial_tag(l->state.load(std::memory_order_relaxed)) << tag_shift;
-  return reinterpret_cast<pool_lease_t *>(static_cast<uintptr_t>(address));
+  return reinterpret_cast<pool_lease_t *>(l->slot.handle());
 }
 
-bool pool::plausible(const void *handle) noexcept {
-  return (reinterpret_cast<uintptr_t>(handle) >> tag_shift) == 0;
+pool *pool::of_handle(const pool_t *handle) noexcept {
+  return static_cast<pool *>(
+      handle_table::lookup(handle_table::kind::pool, reinterpret_cast<uintptr_t>(handle)));
 }
 
+// The slot says whether the handle's checkout is the one out now; only then is the record,
+// which a checked-out lease keeps alive with its pool, read.
 lease *pool::checked_out_lease(const pool_lease_t *handle) noexcept {
-  uint64_t bits = reinterpret_cast<uintptr_t>(handle);
-  uint64_t tag = bits >> tag_shift;
-  auto *l = reinterpret_cast<lease *>(static_cast<uintptr_t>(tag ? bits & address_mask : bits));
-  if (!l || l->magic != lease::live_magic) return nullptr;
-  uint64_t state = l->state.load(std::memory_order_acquire);
-  if (!(state & 1) || (tag && tag != serial_tag(state))) return nullptr;
-  return l;
+  auto *l = static_cast<lease *>(
+      handle_table::lookup(handle_table::kind::lease, reinterpret_cast<uintptr_t>(handle)));
+  return l && l->magic == lease::live_magic ? l : nullptr;
 }
 
 lease *pool::lease_of(const pool_lease_t *handle) {

@@ -33,6 +33,7 @@
 
 #include "connector.hh"
 #include "error.hh"
+#include "handles.hh"
 #include "options.hh"
 
 namespace connpool {
@@ -47,8 +48,10 @@ clock::time_point coarse_now() noexcept;
 enum class close_reason { none, other, dead, invalidated, recycled, retired, idle_timeout };
 
 // One connection's record, and the lease handed out for it. Records are owned by their pool
-// and reused after their connection closes, never freed before the pool, so a stale lease
-// handle (a second checkin) always points at live memory.
+// and reused after their connection closes, never freed before the pool. The lease handle
+// names the record's slot in the lease table (handles.hh), not the record: a stale handle (a
+// second checkin, or one kept after its pool was released) is refused by reading the table,
+// never the record.
 struct lease {
   static constexpr uint32_t live_magic = 0x4c454153;  // "LEAS"
   static constexpr size_t tag_size = 64;
@@ -56,9 +59,11 @@ struct lease {
   pool *owner = nullptr;
   void *handle = nullptr;  // the connector's connection
   void *native = nullptr;  // connector::native(handle): what hooks and the application see
-  // serial << 1 | out. The serial grows at every checkout; the handle given to the caller
-  // carries its low bits, so a handle from an earlier checkout of this record is refused.
-  std::atomic<uint64_t> state{0};
+  handle_table::binding slot{handle_table::kind::lease, this};  // its slot: what the handle names
+  // serial << 1 | out, kept in the slot. The serial grows at every checkout (lend()); the
+  // handle given to the caller carries its low 40 bits, so a handle from an earlier checkout
+  // of this record, or of an earlier record in the slot, is refused.
+  std::atomic<uint64_t> &state = slot.state();
   bool invalidated = false;  // touched only by the lease's holder
   bool scoped = false;       // touched only by the holder: lent by pool_checkout_scoped
   bool fresh = false;        // just opened: no need to ping it
@@ -84,9 +89,11 @@ class pool {
   pool(const pool &) = delete;
   pool &operator=(const pool &) = delete;
 
-  // False for an address no pool can have: the tagged handles of leases (pool_lease_t), whose
-  // top bits hold a serial, are not dereferenceable.
-  static bool plausible(const void *handle) noexcept;
+  // Its handle (pool_t *): its slot in the pool table, not its address (handles.hh).
+  pool_t *handle() const noexcept { return reinterpret_cast<pool_t *>(registration_.handle()); }
+  // The pool a handle names while that pool exists; nullptr for anything else (a lease, a
+  // released pool, any other value). Reads only the pool table.
+  static pool *of_handle(const pool_t *handle) noexcept;
   bool valid() const noexcept { return magic_ == live_magic; }
 
   pool_lease_t *checkout(int64_t timeout_ms, const char *tag);
@@ -135,9 +142,9 @@ class pool {
   static pool_lease_t *encode(lease *l) noexcept;
 
   // A checkout's deadline for its own I/O and its wait, read from the clock only when first
-  // needed (an idle connection needs none). A checkout that may not queue (timeout 0) still
-  // gives a connect or a ping of its own pool_timeout: "do not wait for another thread's
-  // connection" is not "talk to the server in no time".
+  // needed (an idle connection needs none). A checkout that may not queue (timeout 0, or
+  // pool_timeout=0) still gives a connect or a ping of its own options::io_bound_s():
+  // "do not wait for another thread's connection" is not "talk to the server in no time".
   class lazy_deadline {
    public:
     explicit lazy_deadline(double seconds) : seconds_(seconds) {}
@@ -218,6 +225,7 @@ class pool {
   // The connector's log_fn: what the server said on its own, to the log hook.
   static void log_from_connector(void *self, int level, const char *message) noexcept;
 
+  const handle_table::binding registration_{handle_table::kind::pool, this};  // what handle() names
   uint32_t magic_ = live_magic;
   const options opts_;
   const std::unique_ptr<connector> connector_;

@@ -253,6 +253,28 @@ static void a_zero_timeout_checkout_may_still_connect(void **state) {
     assert_ok(pool_dispose(pool));
 }
 
+/* pool_timeout=0 is "never wait for another thread's connection" too: a connect of the
+ * checkout's own is then bounded by 30 s (documented in connpool.h), for timeout -1 and 0. */
+static void with_pool_timeout_0_a_connect_gets_30_seconds(void **state) {
+    (void)state;
+    pool_t *pool = make_pool("pool_size=2 max_overflow=0 pool_timeout=0");
+    pool_lease_t *a, *b;
+    for (int i = 0; i < 2; i++) {
+        F.last_open_timeout_ms = -1;
+        assert_ok(pool_checkout(i ? &b : &a, pool, i ? 0 : -1));
+        if (F.last_open_timeout_ms <= 29000 || F.last_open_timeout_ms > 30000)
+            fail_msg("checkout(%d): the connect got %lld ms", i ? 0 : -1,
+                     (long long)F.last_open_timeout_ms);
+    }
+    pool_lease_t *third;
+    assert_int_equal(pool_checkout(&third, pool, -1), POOL_ETIMEDOUT); /* full: no waiting */
+    assert_non_null(strstr(pool_last_error(), "timeout 0.00"));
+    assert_ok(pool_checkin(a));
+    assert_ok(pool_checkin(b));
+    assert_int_equal(stats_of(pool).connect_failures_total, 0);
+    assert_ok(pool_dispose(pool));
+}
+
 static void waiters_are_served_first_come_first_served(void **state) {
     (void)state;
     pool_t *pool = make_pool("pool_size=1 max_overflow=0");
@@ -498,6 +520,116 @@ static void misuse_is_an_error_and_keeps_counts_exact(void **state) {
     assert_ok(pool_dispose(pool));
 }
 
+/* Every call that takes a lease refuses `lease` with POOL_ESTATE, and every call that takes a
+ * pool refuses `pool` with POOL_EINVAL; the line of a failure is the caller's. */
+#define REFUSED(call, want)                                                                \
+    do {                                                                                   \
+        int rc_ = (call);                                                                  \
+        if (rc_ != (want))                                                                 \
+            fail_msg("line %d: handle 0x%llx: %s: %s (%s)", line, (unsigned long long)value, \
+                     #call, pool_error_name(rc_), pool_last_error());                      \
+    } while (0)
+static void refused_at(pool_lease_t *lease, pool_t *pool, uint64_t value, int line) {
+    pool_result_t *r = (pool_result_t *)&r;
+    pool_lease_t *l = (pool_lease_t *)&l;
+    pool_stats_t st;
+    memset(&st, 0, sizeof st);
+    st.size = sizeof st;
+    REFUSED(pool_checkin(lease), POOL_ESTATE);
+    REFUSED(pool_invalidate(lease), POOL_ESTATE);
+    REFUSED(pool_report_error(lease, "08006"), POOL_ESTATE);
+    REFUSED(pool_query(&r, lease, "SELECT 1", 0, NULL), POOL_ESTATE);
+    REFUSED(pool_lease_native(lease) ? POOL_OK : POOL_ESTATE, POOL_ESTATE);
+    REFUSED(pool_checkout(&l, pool, 0), POOL_EINVAL);
+    REFUSED(pool_checkout_tagged(&l, pool, 0, "t"), POOL_EINVAL);
+    REFUSED(pool_checkout_scoped(&l, pool, 0, "t"), POOL_EINVAL);
+    REFUSED(pool_stats_get(pool, &st), POOL_EINVAL);
+    REFUSED(pool_reset(pool), POOL_EINVAL);
+    REFUSED(pool_wait_ready(pool, 0), POOL_EINVAL);
+    REFUSED(pool_set_hooks(pool, NULL), POOL_EINVAL);
+    REFUSED(pool_scope_release(pool), POOL_EINVAL);
+    REFUSED(pool_dispose(pool), POOL_EINVAL);
+    if (r || l) fail_msg("line %d: handle 0x%llx: a refused call stored a result", line,
+                         (unsigned long long)value);
+}
+#define refused(lease, pool, value) refused_at((lease), (pool), (value), __LINE__)
+
+/* Handles are validated without reading memory at the address they would name, whatever its
+ * bits: values no pool or lease ever had (high bits set as in AArch64's tagged pointers, TBI
+ * and MTE; small, odd, even) are refused by every call, never dereferenced; a lease is never
+ * taken for a pool or the other way round; and neither real handle is disturbed. The handles
+ * of a released pool and of its leases stay refused, also once a new pool reuses the memory. */
+static void foreign_and_stale_handles_are_refused_without_being_dereferenced(void **state) {
+    (void)state;
+    pool_t *pool = make_pool("pool_size=1 max_overflow=0");
+    pool_lease_t *lease;
+    assert_ok(pool_checkout(&lease, pool, -1));
+    int id = conn_id(lease);
+    uint64_t lv = (uint64_t)(uintptr_t)lease, pv = (uint64_t)(uintptr_t)pool;
+    const uint64_t top = UINT64_C(0xB4) << 56; /* Android's heap pointer tag */
+    const uint64_t fakes[] = {
+        UINT64_C(0xF000123456789ab0), UINT64_C(0xF000123456789ab1), UINT64_C(0xF000123456789ab3),
+        UINT64_C(0xB400007fdeadbee0), UINT64_C(0xB400007fdeadbee1), 0x1, 0x2, 0x3, 0x5, 0x8,
+        0x7ff, UINT64_MAX, UINT64_MAX - 1, UINT64_MAX - 2, lv ^ top, pv ^ top, lv + 4, pv + 4,
+        lv ^ (UINT64_C(1) << 40), pv ^ (UINT64_C(1) << 40), lv - 1, pv - 1};
+    for (size_t i = 0; i < sizeof fakes / sizeof fakes[0]; i++) {
+        if ((uintptr_t)fakes[i] != fakes[i]) continue; /* a 32-bit build */
+        refused((pool_lease_t *)(uintptr_t)fakes[i], (pool_t *)(uintptr_t)fakes[i], fakes[i]);
+    }
+    /* a lease is not a pool, and a pool is not a lease */
+    refused((pool_lease_t *)pool, (pool_t *)lease, lv);
+    assert_int_equal(conn_id(lease), id);
+    pool_stats_t st = stats_of(pool);
+    assert_int_equal(st.checked_out, 1);
+    assert_int_equal(st.checkouts_total, 1);
+    assert_int_equal(st.opened_total, 1);
+    assert_int_equal(st.closed_total, 0);
+    assert_int_equal(st.invalidated_total, 0);
+    assert_int_equal(st.resets_total, 0);
+    assert_ok(pool_checkin(lease));
+    assert_ok(pool_dispose(pool)); /* no lease out: released now */
+
+    refused(lease, pool, lv);
+    pool_t *next = make_pool("pool_size=1 max_overflow=0");
+    pool_lease_t *next_lease;
+    assert_ok(pool_checkout(&next_lease, next, -1));
+    refused(lease, pool, lv);
+    assert_non_null(pool_lease_native(next_lease));
+    assert_int_equal(stats_of(next).checked_out, 1);
+    assert_ok(pool_checkin(next_lease));
+    assert_ok(pool_dispose(next));
+}
+
+/* A lease handle names one checkout: one from 65,536 (and more) checkouts of the same record
+ * ago is refused, never taken for the lease out now. */
+static void a_handle_from_65536_checkouts_ago_is_refused(void **state) {
+    (void)state;
+    pool_t *pool = make_pool("pool_size=1 max_overflow=0");
+    pool_lease_t *first, *l;
+    assert_ok(pool_checkout(&first, pool, -1));
+    int id = conn_id(first);
+    assert_ok(pool_checkin(first));
+    for (long i = 1; i <= 65536 + 64; i++) {
+        assert_ok(pool_checkout(&l, pool, -1));
+        if (pool_lease_native(first))
+            fail_msg("the first handle is taken for the lease of checkout %ld after it", i);
+        if (i >= 65536 - 64) {
+            if (conn_id(l) != id) fail_msg("checkout %ld: another connection", i);
+            int rc = pool_checkin(first);
+            if (rc != POOL_ESTATE)
+                fail_msg("checkout %ld after it: checkin of the first handle: %s", i,
+                         pool_error_name(rc));
+            assert_int_equal(pool_invalidate(first), POOL_ESTATE);
+        }
+        assert_ok(pool_checkin(l));
+    }
+    pool_stats_t st = stats_of(pool);
+    assert_int_equal(st.checkouts_total, 65536 + 64 + 1);
+    assert_int_equal(st.opened_total, 1);
+    assert_int_equal(st.invalidated_total, 0);
+    assert_ok(pool_dispose(pool));
+}
+
 struct hammer {
     pool_t *pool;
     int rounds;
@@ -643,6 +775,7 @@ int main(void) {
         cmocka_unit_test(fifo_by_default_lifo_when_asked),
         cmocka_unit_test(exhausted_pool_times_out_with_exact_message),
         cmocka_unit_test(a_zero_timeout_checkout_may_still_connect),
+        cmocka_unit_test(with_pool_timeout_0_a_connect_gets_30_seconds),
         cmocka_unit_test(waiters_are_served_first_come_first_served),
         cmocka_unit_test(checkin_hands_off_to_a_waiter_not_a_newcomer),
         cmocka_unit_test(overflow_connections_close_at_checkin),
@@ -655,6 +788,8 @@ int main(void) {
         cmocka_unit_test(dispose_wakes_waiters_and_waits_for_leases),
         cmocka_unit_test(dispose_closes_idle_connections_at_once),
         cmocka_unit_test(misuse_is_an_error_and_keeps_counts_exact),
+        cmocka_unit_test(foreign_and_stale_handles_are_refused_without_being_dereferenced),
+        cmocka_unit_test(a_handle_from_65536_checkouts_ago_is_refused),
         cmocka_unit_test(no_two_threads_ever_hold_one_connection),
         cmocka_unit_test(a_child_never_closes_inherited_connections_and_opens_its_own),
         cmocka_unit_test(a_fork_in_the_middle_of_a_checkin_loses_no_connection),
