@@ -329,7 +329,6 @@ lease *pool::open_connection(clock::time_point deadline) {
     }
     l->handle = handle;
     l->native = connector_->native(handle);
-    l->socket = connector_->socket(handle);
     l->invalidated = l->leak_reported = false;
     l->seq = next_seq_++;
     l->expires = clock::time_point::max();

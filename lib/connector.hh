@@ -104,7 +104,7 @@ bool means_server_gone(const char *sqlstate) noexcept;
 
 // libpq; throws error(POOL_EINVAL) for a conninfo libpq cannot parse. A query that timed out
 // is cancelled, the cancel request awaited at most cancel_timeout_s (ping_timeout).
-std::unique_ptr<connector> make_pq_connector(const char *conninfo, double cancel_timeout_s = 5.0);
+std::unique_ptr<connector> make_pq_connector(const char *conninfo, double cancel_timeout_s);
 
 std::unique_ptr<connector> make_custom_connector(pool_open_cb open, pool_close_cb close,
                                                  pool_reset_cb reset, pool_ping_cb ping,

@@ -15,6 +15,7 @@
 #include "fork.hh"
 #include "pq_cancel.hh"
 #include "scrub.hh"
+#include "wait_for.hh"
 
 namespace connpool {
 
@@ -152,27 +153,26 @@ class pq_connector final : public connector {
     PGconn *conn = s->conn;
     liveness seen = look(s);
     if (seen == liveness::dead) return false;
-    clock::time_point deadline{};  // read from the clock only if a round trip is due
-    auto by = [&] { return deadline == clock::time_point{} ? deadline = clock::now() + timeout : deadline; };
-    switch (PQtransactionStatus(conn)) {
-      case PQTRANS_IDLE:
-        break;
-      case PQTRANS_INTRANS:
-      case PQTRANS_INERROR:
-        if (mode == POOL_RESET_NONE) return seen == liveness::quiet || ping_now(conn, by());
-        if (!exchange(conn, mode == POOL_RESET_COMMIT ? "COMMIT" : "ROLLBACK", PGRES_COMMAND_OK,
-                      by()) ||
-            PQtransactionStatus(conn) != PQTRANS_IDLE)
-          return false;
-        seen = liveness::quiet;  // it just answered
-        break;
-      default:  // a query still running, or a status libpq cannot tell
+    // One deadline for every round trip below, read from the clock only if one is due.
+    clock::time_point deadline{};
+    auto by = [&] {
+      if (deadline == clock::time_point{}) deadline = clock::now() + timeout;
+      return deadline;
+    };
+    PGTransactionStatusType status = PQtransactionStatus(conn);
+    if (status != PQTRANS_IDLE && status != PQTRANS_INTRANS && status != PQTRANS_INERROR)
+      return false;  // a query still running, or a status libpq cannot tell
+    if (status != PQTRANS_IDLE && mode != POOL_RESET_NONE) {
+      if (!exchange(conn, mode == POOL_RESET_COMMIT ? "COMMIT" : "ROLLBACK", PGRES_COMMAND_OK,
+                    by()) ||
+          PQtransactionStatus(conn) != PQTRANS_IDLE)
         return false;
+      seen = liveness::quiet;  // it just answered
     }
     if (mode == POOL_RESET_DISCARD)
       return exchange(conn, "DISCARD ALL", PGRES_COMMAND_OK, by()) &&
              PQtransactionStatus(conn) == PQTRANS_IDLE;
-    return seen == liveness::quiet || ping_now(conn, by());
+    return seen == liveness::quiet || round_trip(conn, by());
   }
 
   liveness looks_alive(void *handle) noexcept override {
@@ -182,9 +182,10 @@ class pq_connector final : public connector {
   // An empty query, sent and awaited without blocking past the deadline: a black-holed
   // server must not hold a checkout longer than it allows. A late answer finds the
   // connection dead (the pool closes it).
+  // The caller has looked at the connection already (looks_alive): this is the round trip.
   bool ping(void *handle, clock::time_point deadline) noexcept override {
     auto *s = static_cast<session *>(handle);
-    return look(s) != liveness::dead && ping_now(s->conn, deadline);
+    return !ended(s) && PQtransactionStatus(s->conn) == PQTRANS_IDLE && round_trip(s->conn, deadline);
   }
 
   // Read from libpq each time: an application's PQreset gives the connection a new socket.
@@ -398,24 +399,9 @@ class pq_connector final : public connector {
     return s->ended_backend != 0 && s->ended_backend == PQbackendPID(s->conn);
   }
 
-  // An empty query: a round trip that changes nothing.
-  static bool ping_now(PGconn *conn, clock::time_point deadline) {
-    return PQtransactionStatus(conn) == PQTRANS_IDLE &&
-           exchange(conn, "", PGRES_EMPTY_QUERY, deadline);
-  }
-
-  // poll() on one socket until `deadline` (max(): no limit): 0 once the deadline has passed,
-  // -1 on an error, else positive (an interrupted wait counts as ready: callers look again).
-  static int wait_for(int fd, short events, clock::time_point deadline) {
-    int wait_ms = -1;
-    if (deadline != clock::time_point::max()) {
-      auto left = std::chrono::ceil<milliseconds>(deadline - clock::now()).count();
-      if (left <= 0) return 0;
-      wait_ms = int(std::min<int64_t>(left, INT32_MAX));
-    }
-    struct pollfd pfd = {fd, events, 0};
-    int ready = poll(&pfd, 1, wait_ms);
-    return ready < 0 && errno == EINTR ? 1 : ready;
+  // An empty query: a round trip that changes nothing, in a transaction too.
+  static bool round_trip(PGconn *conn, clock::time_point deadline) {
+    return exchange(conn, "", PGRES_EMPTY_QUERY, deadline);
   }
 
   enum class outcome { ready, timed_out, lost };

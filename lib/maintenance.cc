@@ -85,9 +85,10 @@ void pool::close_hung_up_idle(lock_t &lock) {
   std::vector<probe> probes;
   std::vector<struct pollfd> fds;
   for (lease *l : idle_) {
-    if (l->socket < 0) continue;
+    int fd = connector_->socket(l->handle);  // asked now: a holder may have reconnected it
+    if (fd < 0) continue;
     probes.push_back({l, l->seq});
-    fds.push_back({l->socket, POLLRDHUP, 0});
+    fds.push_back({fd, POLLRDHUP, 0});
   }
   if (fds.empty()) return;
   lock.unlock();

@@ -294,7 +294,6 @@ void pool::give_back(lease *l, close_reason why, bool was_out, bool retry) {
   }
   if (why == close_reason::none) {
     l->idle_since = now;
-    l->socket = connector_->socket(l->handle);  // the holder may have reconnected it
     if (waiters_head_) {  // direct hand-off to the longest waiter
       waiter *w = waiters_head_;
       unlink(w);

@@ -71,7 +71,6 @@ struct lease {
   bool abandoned = false;    // touched only by the holder: a query timed out, never use it
   bool leak_reported = false;  // mu_
   uint64_t generation = 0;   // the process generation it was lent in (fork.hh)
-  int socket = -1;           // the connection's socket, for neutralising it in a child
   uint64_t seq = 0;          // opening order (pool::retired_below_)
   clock::time_point expires;   // pool_recycle with this connection's jitter; max() if none
   clock::time_point lent_at;   // mu_ (coarse)

@@ -6,35 +6,23 @@
 // connection once it has acted on it.
 #include "pq_cancel.hh"
 
+#include "wait_for.hh"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
 
 namespace connpool {
 
-namespace {
-
-// poll() until `deadline`: >0 ready, 0 timed out, <0 failed.
-int wait_until(int fd, short events, clock::time_point deadline) {
-  for (;;) {
-    auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock::now()).count();
-    if (left <= 0) return 0;
-    struct pollfd pfd = {fd, events, 0};
-    int ready = poll(&pfd, 1, int(std::min<int64_t>(left, INT32_MAX)));
-    if (ready >= 0 || errno != EINTR) return ready;
-  }
-}
-
 #ifdef LIBPQ_HAS_ASYNC_CANCEL
 
-bool send_cancel(PGconn *conn, clock::time_point deadline) {
+bool cancel_statement(PGconn *conn, clock::time_point deadline) noexcept {
   PGcancelConn *c = PQcancelCreate(conn);
   if (!c) return false;
   bool done = false;
@@ -45,8 +33,8 @@ bool send_cancel(PGconn *conn, clock::time_point deadline) {
         break;
       }
       if (st == PGRES_POLLING_FAILED) break;
-      if (wait_until(PQcancelSocket(c), st == PGRES_POLLING_READING ? POLLIN : POLLOUT,
-                     deadline) <= 0)
+      if (wait_for(PQcancelSocket(c), st == PGRES_POLLING_READING ? POLLIN : POLLOUT,
+                   deadline) <= 0)
         break;
       st = PQcancelPoll(c);
     }
@@ -61,6 +49,8 @@ bool send_cancel(PGconn *conn, clock::time_point deadline) {
 // address, then the backend's pid and key. libpq offers no other way to the key before 17; the
 // layout is checked against PQbackendPID before it is trusted, and not used from 18 on (its
 // keys have another form).
+namespace {
+
 struct sock_addr {  // libpq's SockAddr: padded as a struct of its own
   struct sockaddr_storage addr;
   socklen_t salen;
@@ -71,7 +61,9 @@ struct pg_cancel_prefix {
   int be_key;
 };
 
-bool send_cancel(PGconn *conn, clock::time_point deadline) {
+}  // namespace
+
+bool cancel_statement(PGconn *conn, clock::time_point deadline) noexcept {
   if (PQlibVersion() >= 180000) return false;
   PGcancel *c = PQgetCancel(conn);
   if (!c) return false;
@@ -93,12 +85,12 @@ bool send_cancel(PGconn *conn, clock::time_point deadline) {
   if (rc == 0 || errno == EINPROGRESS || errno == EINTR) {
     int err = 0;
     socklen_t len = sizeof err;
-    if ((rc == 0 || (wait_until(fd, POLLOUT, deadline) > 0 &&
+    if ((rc == 0 || (wait_for(fd, POLLOUT, deadline) > 0 &&
                      getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == 0)) &&
         send(fd, packet, sizeof packet, MSG_NOSIGNAL) == ssize_t(sizeof packet)) {
       // The server closes the connection once the cancel is done: await that EOF.
       char byte;
-      while (wait_until(fd, POLLIN, deadline) > 0) {
+      while (wait_for(fd, POLLIN, deadline) > 0) {
         ssize_t n = recv(fd, &byte, 1, 0);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
           done = n == 0;
@@ -112,11 +104,5 @@ bool send_cancel(PGconn *conn, clock::time_point deadline) {
 }
 
 #endif
-
-}  // namespace
-
-bool cancel_statement(PGconn *conn, clock::time_point deadline) noexcept {
-  return send_cancel(conn, deadline);
-}
 
 }  // namespace connpool

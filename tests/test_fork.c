@@ -360,12 +360,7 @@ struct active_arg {
 
 static int query_is_active(void *p) {
     struct active_arg *a = p;
-    char sql[200];
-    snprintf(sql, sizeof sql,
-             "SELECT count(*) FROM pg_stat_activity WHERE pid = %d AND state = 'active' "
-             "AND query LIKE '%%pg_advisory_xact_lock%%'",
-             a->pid);
-    return query_int(a->monitor, sql) == 1;
+    return backend_is_active(a->monitor, a->pid, "pg_advisory_xact_lock");
 }
 
 /* Starts the query and returns once the server runs it. */

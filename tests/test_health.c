@@ -323,9 +323,10 @@ static void backends_killed_while_idle_are_replaced_unseen_with_pre_ping(void **
  * in between must not take the notice for a sign of life. Every other option at its default
  * (pre_ping_interval 0.5: the socket check, no round trip, for these recently used ones). */
 #define TERMINATE_N 3
-static int select_1(pool_lease_t *lease) {
+/* pool_query, its result dropped: the code it returned. */
+static int run(pool_lease_t *lease, const char *sql) {
     pool_result_t *r = NULL;
-    int rc = pool_query(&r, lease, "SELECT 1", 0, NULL);
+    int rc = pool_query(&r, lease, sql, 0, NULL);
     pool_result_free(r);
     return rc;
 }
@@ -345,7 +346,7 @@ static void terminated_idle_backends_are_never_handed_out(const char *base, cons
         int pids[TERMINATE_N];
         for (int i = 0; i < TERMINATE_N; i++) {
             leases[i] = checkout(pool);
-            assert_ok(select_1(leases[i]));
+            assert_ok(run(leases[i], "SELECT 1"));
             pids[i] = PQbackendPID(native(leases[i]));
         }
         for (int i = 0; i < TERMINATE_N; i++) assert_ok(pool_checkin(leases[i]));
@@ -358,7 +359,7 @@ static void terminated_idle_backends_are_never_handed_out(const char *base, cons
         for (int i = 0; i < TERMINATE_N; i++) {
             leases[i] = checkout(pool);
             checkouts++;
-            if (select_1(leases[i]) != POOL_OK) {
+            if (run(leases[i], "SELECT 1") != POOL_OK) {
                 if (!dead_handed_out++)
                     snprintf(first_error, sizeof first_error, "%s", pool_last_error());
             }
@@ -1113,18 +1114,9 @@ static size_t release_stderr(struct captured *c, char *buf, size_t len) {
     "END$$"
 
 static void run_ok(pool_lease_t *lease, const char *sql) {
-    pool_result_t *r = NULL;
-    if (pool_query(&r, lease, sql, 0, NULL) != POOL_OK) fail_msg("%s: %s", sql, pool_last_error());
-    pool_result_free(r);
+    if (run(lease, sql) != POOL_OK) fail_msg("%s: %s", sql, pool_last_error());
 }
 
-/* The server ends an idle session (as at a shutdown): it sends its FATAL notice first. */
-static void terminate_and_await(PGconn *monitor, int pid) {
-    char sql[96];
-    snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%d, 5000)::int", pid);
-    assert_int_equal(query_int(monitor, sql), 1);
-    await_backend_gone(monitor, pid);
-}
 
 /* Notices from pool_query and from the native handle; a backend terminated while idle in the
  * pool (found by pre-ping at checkout) and while checked out (found at checkin). */
@@ -1134,11 +1126,11 @@ static void make_the_server_talk(pool_t *pool, PGconn *monitor) {
     PQclear(PQexec(native(lease), NOTICE_SQL));
     int pid = PQbackendPID(native(lease));
     assert_ok(pool_checkin(lease));
-    terminate_and_await(monitor, pid);
+    terminate_backend(monitor, pid); /* its FATAL notice first */
     lease = checkout(pool); /* pre-ping finds it ended: a new connection */
     assert_int_not_equal(PQbackendPID(native(lease)), pid);
     pid = PQbackendPID(native(lease));
-    terminate_and_await(monitor, pid);
+    terminate_backend(monitor, pid);
     assert_ok(pool_checkin(lease)); /* the checkin's check finds it ended */
     assert_int_equal(stats_of(pool).idle, 0);
 }

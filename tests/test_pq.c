@@ -648,12 +648,6 @@ static void an_invalidated_connection_is_closed_on_the_server(void **state) {
     PQfinish(monitor);
 }
 
-static void terminate(PGconn *monitor, int pid) {
-    char sql[128];
-    snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%d, 5000)::int", pid);
-    assert_int_equal(query_int(monitor, sql), 1);
-    assert_false(backend_exists(monitor, pid));
-}
 
 static void a_backend_killed_while_checked_out_is_not_handed_out_again(void **state) {
     (void)state;
@@ -664,7 +658,7 @@ static void a_backend_killed_while_checked_out_is_not_handed_out_again(void **st
 
     pool_lease_t *lease = checkout(pool);
     int pid = backend_pid(lease);
-    terminate(monitor, pid);
+    terminate_backend(monitor, pid);
     assert_ok(pool_checkin(lease)); /* the dead connection is seen here, without a query */
     pool_stats_t st = stats_of(pool);
     assert_int_equal(st.closed_total, 1);
@@ -697,7 +691,7 @@ static void a_backend_killed_while_idle_is_replaced_after_at_most_one_failure(vo
     int pid = backend_pid(lease);
     assert_ok(pool_checkin(lease));
     assert_int_equal(stats_of(pool).idle, 1);
-    terminate(monitor, pid);
+    terminate_backend(monitor, pid);
 
     lease = checkout(pool);
     PGresult *r = PQexec(native(lease), "SELECT 1");
@@ -993,10 +987,7 @@ struct backend_state {
 /* The backend runs no statement: it is idle, or gone. */
 static int backend_not_active(void *p) {
     struct backend_state *b = p;
-    char sql[128];
-    snprintf(sql, sizeof sql,
-             "SELECT count(*) FROM pg_stat_activity WHERE pid = %d AND state = 'active'", b->pid);
-    return query_int(b->monitor, sql) == 0;
+    return !backend_is_active(b->monitor, b->pid, NULL);
 }
 
 /* query_timeout: the statement that ran too long is cancelled on the server, so it stops

@@ -138,6 +138,21 @@ void await_backend_gone(PGconn *monitor, int pid) {
     if (!await_true(backend_gone, &a, SERVER_WAIT_MS)) fail_msg("backend %d is still there", pid);
 }
 
+void terminate_backend(PGconn *monitor, int pid) {
+    char sql[96];
+    snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%d, 5000)::int", pid);
+    assert_int_equal(query_int(monitor, sql), 1);
+    assert_false(backend_exists(monitor, pid));
+}
+
+int backend_is_active(PGconn *monitor, int pid, const char *part) {
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM pg_stat_activity WHERE pid = %d AND state = 'active'%s%s%s",
+             pid, part ? " AND strpos(query, '" : "", part ? part : "", part ? "') > 0" : "");
+    return query_int(monitor, sql) == 1;
+}
+
 int run_shell(const char *command) {
     char *argv[] = {"sh", "-c", (char *)command, NULL};
     pid_t pid;

@@ -54,6 +54,12 @@ int backend_exists(PGconn *monitor, int pid);
  * test if it does not within SERVER_WAIT_MS. */
 void await_sessions(PGconn *monitor, const char *application_name, long long n);
 void await_backend_gone(PGconn *monitor, int pid);
+/* Ends a backend with pg_terminate_backend, which awaits its exit (up to 5 s): fails the test
+ * unless it ended and pg_stat_activity no longer lists it. */
+void terminate_backend(PGconn *monitor, int pid);
+/* 1 if the backend runs a statement now (state 'active') whose text contains `part` (NULL:
+ * any statement). */
+int backend_is_active(PGconn *monitor, int pid, const char *part);
 
 /* Runs `sh -c command` and returns its exit status (-1 if it could not run). posix_spawn, not
  * fork: the pool's fork handlers have no business here. */
