@@ -108,13 +108,29 @@ class odbc_connector final : public connector {
     if (!SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_DBC, env_, &dbc)))
       throw error(POOL_ECONNECT, "connect failed: ODBC: " +
                                      diagnostics(SQL_HANDLE_ENV, env_, secrets_));
-    // ODBC's login timeout is in whole seconds; round up so it never cuts a connect short.
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
-    SQLULEN seconds = SQLULEN(std::max<int64_t>(1, (left.count() + 999) / 1000));
-    SQLSetConnectAttr(dbc, SQL_ATTR_LOGIN_TIMEOUT, reinterpret_cast<SQLPOINTER>(seconds), 0);
-    SQLRETURN rc = SQLDriverConnect(
-        dbc, nullptr, reinterpret_cast<SQLCHAR *>(const_cast<char *>(connection_string_.c_str())),
-        SQL_NTS, nullptr, 0, nullptr, SQL_DRIVER_NOPROMPT);
+    SQLRETURN rc;
+    {
+      // One SQLDriverConnect at a time in the process, whatever the driver: psqlODBC's
+      // connect calls setlocale(LC_CTYPE, ""), which frees the locale name another thread's
+      // connect is reading (an ASan use-after-free in the fork storm), and setlocale is
+      // process-wide, so even two different drivers race. unixODBC does not serialise it at
+      // its default Threading=0. The cost is paid only when connects overlap (a pool's warm-up
+      // or a burst); the turn is awaited no longer than the connect's own deadline.
+      fork_guard::connect_turn turn(deadline);
+      if (!turn.taken()) {
+        SQLFreeHandle(SQL_HANDLE_DBC, dbc);
+        throw error(POOL_ECONNECT,
+                    "connect failed: timed out waiting for another thread's ODBC connect to "
+                    "finish (the pool opens one ODBC connection at a time)");
+      }
+      // ODBC's login timeout is in whole seconds; round up so it never cuts a connect short.
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
+      SQLULEN seconds = SQLULEN(std::max<int64_t>(1, (left.count() + 999) / 1000));
+      SQLSetConnectAttr(dbc, SQL_ATTR_LOGIN_TIMEOUT, reinterpret_cast<SQLPOINTER>(seconds), 0);
+      rc = SQLDriverConnect(
+          dbc, nullptr, reinterpret_cast<SQLCHAR *>(const_cast<char *>(connection_string_.c_str())),
+          SQL_NTS, nullptr, 0, nullptr, SQL_DRIVER_NOPROMPT);
+    }
     if (!SQL_SUCCEEDED(rc)) {
       std::string why = diagnostics(SQL_HANDLE_DBC, dbc, secrets_);
       SQLFreeHandle(SQL_HANDLE_DBC, dbc);

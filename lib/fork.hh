@@ -6,6 +6,7 @@
 #define CONNPOOL_FORK_HH
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <mutex>
 
@@ -59,6 +60,25 @@ class connect_gate {
   ~connect_gate();
   connect_gate(const connect_gate &) = delete;
   connect_gate &operator=(const connect_gate &) = delete;
+};
+
+// One connect at a time in the whole process, for drivers that cannot connect on two threads
+// at once (psqlODBC calls setlocale(LC_CTYPE, "") in every connect, and glibc frees the name
+// the other thread is reading). Lock order: taken only inside the connect gate, never the
+// gate while holding or awaiting the turn; so a fork's prepare, which waits for the gate,
+// waits for every holder and waiter of the turn to leave, and none of them waits for the fork.
+// The child handler resets it. Not re-entrant.
+class connect_turn {
+ public:
+  // Waits for the turn until `deadline` (time_point::max(): no limit); taken() says if it came.
+  explicit connect_turn(std::chrono::steady_clock::time_point deadline) noexcept;
+  ~connect_turn();
+  connect_turn(const connect_turn &) = delete;
+  connect_turn &operator=(const connect_turn &) = delete;
+  bool taken() const noexcept { return taken_; }
+
+ private:
+  bool taken_ = false;
 };
 
 }  // namespace fork_guard

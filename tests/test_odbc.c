@@ -1578,6 +1578,74 @@ static void a_password_with_quotes_or_an_escaped_brace_is_masked_whole(void **st
     }
 }
 
+/* ================================================================ 9. inside the driver */
+
+#define CONNECT_THREADS 4
+
+struct connects {
+    pool_t *pool;
+    int64_t started, done;
+    pool_lease_t *leases[CONNECT_THREADS];
+    struct report rep;
+};
+
+static void *connect_worker(void *p) {
+    struct connects *k = p;
+    int64_t me = __atomic_fetch_add(&k->started, 1, __ATOMIC_ACQ_REL);
+    pool_lease_t *lease = NULL;
+    int rc = pool_checkout(&lease, k->pool, SERVER_WAIT_MS);
+    if (rc != POOL_OK)
+        report_failure(&k->rep, "checkout: %s: %s", pool_error_name(rc), pool_last_error());
+    k->leases[me] = lease;
+    atomic_inc(&k->done);
+    return NULL;
+}
+
+/* Backends of this test that run the connect's own statement (ConnSettings) now. */
+static long long connects_in_the_driver(struct ctx *c) {
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM pg_stat_activity WHERE application_name = '%s' "
+             "AND state = 'active' AND query LIKE '%%pg_sleep(0.25)%%'", c->name);
+    return query_int(c->monitor, sql);
+}
+
+/* psqlODBC's connect calls setlocale(LC_CTYPE, ""), which frees the locale name that another
+ * thread's connect may be reading (an ASan heap-use-after-free in the fork storm): the pool
+ * must not run two SQLDriverConnects at once. Each connect here runs a 250 ms statement
+ * inside SQLDriverConnect (psqlODBC's ConnSettings), which the monitor sees: never two at
+ * once, and every connect came. */
+static void concurrent_connects_never_run_in_the_driver_at_once(void **state) {
+    struct ctx c;
+    ctx_init(&c, state, "od_turns");
+    strncat(c.conninfo, ";ConnSettings={SELECT pg_sleep(0.25)}",
+            sizeof c.conninfo - strlen(c.conninfo) - 1);
+    static struct connects k;
+    memset(&k, 0, sizeof k);
+    report_init(&k.rep);
+    k.pool = make_pool(&c, "pool_size=4 max_overflow=0 pool_timeout=30");
+    pthread_t threads[CONNECT_THREADS];
+    int64_t start = now_ms();
+    if (!start_threads(threads, CONNECT_THREADS, connect_worker, &k)) fail_msg("pthread_create");
+    long long most = 0, samples = 0;
+    while (atomic_get(&k.done) < CONNECT_THREADS && now_ms() - start < SERVER_WAIT_MS) {
+        long long now = connects_in_the_driver(&c);
+        if (now > most) most = now;
+        samples++;
+    }
+    join_threads(threads, CONNECT_THREADS);
+    int64_t took = now_ms() - start;
+    print_message("      %d connects of 250 ms each took %lld ms; at most %lld at once in the "
+                  "driver (%lld samples)\n", CONNECT_THREADS, (long long)took, most, samples);
+    assert_no_failures(&k.rep);
+    assert_int_equal(most, 1); /* 0: the monitor saw none, so the check could not bite */
+    assert_true(took >= CONNECT_THREADS * 250);
+    for (int i = 0; i < CONNECT_THREADS; i++) assert_ok(pool_checkin(k.leases[i]));
+    assert_int_equal(stats_of(k.pool).opened_total, CONNECT_THREADS);
+    assert_ok(pool_dispose(k.pool));
+    ctx_done(&c);
+}
+
 /* ---------------------------------------------------------------- main */
 
 #define CASE(drv, fn) \
@@ -1624,6 +1692,8 @@ int main(int argc, char **argv) {
         ANY(a_wrong_password_fails_at_checkout_without_showing_it),
         ANY(passwords_with_quotes_and_braces_are_never_shown),
         ANY(a_password_with_quotes_or_an_escaped_brace_is_masked_whole),
+        /* 9: inside the driver */
+        CASE(psqlodbc, concurrent_connects_never_run_in_the_driver_at_once),
     };
     /* CONNPOOL_TEST_FILTER=*storm* runs only the tests whose name matches */
     if (getenv("CONNPOOL_TEST_FILTER")) cmocka_set_test_filter(getenv("CONNPOOL_TEST_FILTER"));
