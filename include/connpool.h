@@ -39,7 +39,9 @@
  *     pool_checkin() disposes of it safely. A fork waits for the connects (and closes) the pool
  *     has in flight, at most their timeout, so no child is born inside the TLS, GSSAPI or
  *     unixODBC library's global locks.
- *     Do not fork from inside a connector callback. See README, "Fork".
+ *     Do not fork from inside a connector callback, nor from a signal handler that may have
+ *     interrupted a connpool call on the same thread: the fork handler waits for locks that
+ *     call may hold, and fork() never returns. See README, "Fork".
  *  9. Symbols carry the version node CONNPOOL_1. libsolv also exports pool_create and friends,
  *     unversioned names in a different node: dynamic linking keeps them apart, but linking
  *     both libraries statically into one program cannot work.

@@ -44,7 +44,9 @@ pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
 pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
 int gate_connects = 0;  // gate_mu: connects in progress
 int gate_forks = 0;     // gate_mu: forks waiting for the gate or holding it
-bool gate_taken_by_prepare = false;
+// Per thread: two threads may fork at once, one of them from inside a connect (which must not
+// wait for itself), and each parent handler must undo only what its own prepare did.
+thread_local bool gate_taken_by_prepare = false;
 // How many times this thread holds the gate: it is re-entrant (an ODBC connect that fails
 // closes its handle, which takes the gate again), and a fork from inside a connect (a custom
 // open callback) must not wait for itself.

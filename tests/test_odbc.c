@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1646,6 +1647,133 @@ static void concurrent_connects_never_run_in_the_driver_at_once(void **state) {
     ctx_done(&c);
 }
 
+/* ================================================================ 10. the fork gate */
+
+/* The gate every ODBC call of the pool's holds (fork.cc). Two threads fork at once: Y from
+ * inside a connect (a custom connector's open callback, which holds the gate), X from outside,
+ * its fork waiting for Y's connect. Each fork's parent handler must undo only what its own
+ * prepare did: with one flag shared by both, X's fork left the gate shut and every later
+ * connect in the process hung. */
+struct two_forks {
+    int64_t y_in_open, x_entering_fork, armed, connects_done;
+    pid_t x_tid;
+    pthread_t x_thread;
+    struct report rep;
+};
+static struct two_forks tf;
+
+/* Registered after the library's, so glibc runs it before the library's prepare. */
+static void two_forks_prepare(void) {
+    if (atomic_get(&tf.armed) && pthread_equal(pthread_self(), tf.x_thread))
+        atomic_set(&tf.x_entering_fork, 1);
+}
+
+static int x_entered_fork(void *unused) {
+    (void)unused;
+    return atomic_get(&tf.x_entering_fork) != 0;
+}
+
+/* X waits (state S) in the library's prepare handler, for Y's connect to leave the gate. */
+static int x_waits_for_the_gate(void *unused) {
+    (void)unused;
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/self/task/%d/stat", (int)tf.x_tid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *end = strrchr(buf, ')');
+    return end && end[1] == ' ' && end[2] == 'S';
+}
+
+static int fork_and_reap(void) {
+    pid_t pid = fork();
+    if (pid == 0) _exit(0);
+    int status = 0;
+    return pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+           WEXITSTATUS(status) == 0;
+}
+
+static int y_in_open(void *unused) {
+    (void)unused;
+    return atomic_get(&tf.y_in_open) != 0;
+}
+
+static int gate_open(void **conn, char *err, size_t len, int64_t timeout_ms, void *forks) {
+    (void)timeout_ms;
+    static int dummy;
+    *conn = &dummy;
+    if (!forks) return 0;
+    atomic_set(&tf.y_in_open, 1);
+    if (!await_true(x_entered_fork, NULL, 5000) || !await_true(x_waits_for_the_gate, NULL, 5000)) {
+        snprintf(err, len, "thread X did not reach the gate");
+        return 1;
+    }
+    if (!fork_and_reap()) {
+        snprintf(err, len, "fork from inside the connect failed");
+        return 1;
+    }
+    return 0;
+}
+
+static void gate_close(void *conn, void *user_data) {
+    (void)conn;
+    (void)user_data;
+}
+
+static void *x_forks(void *unused) {
+    (void)unused;
+    tf.x_tid = (pid_t)syscall(SYS_gettid);
+    if (!await_true(y_in_open, NULL, 5000)) report_failure(&tf.rep, "Y never opened");
+    else if (!fork_and_reap()) report_failure(&tf.rep, "X's fork failed");
+    return NULL;
+}
+
+static void *connect_after(void *pool) {
+    pool_lease_t *lease = NULL;
+    int rc = pool_checkout(&lease, pool, 2000);
+    if (rc != POOL_OK) report_failure(&tf.rep, "checkout: %s: %s", pool_error_name(rc), pool_last_error());
+    else pool_checkin(lease);
+    atomic_set(&tf.connects_done, 1);
+    return NULL;
+}
+
+static int connects_done(void *unused) {
+    (void)unused;
+    return atomic_get(&tf.connects_done) != 0;
+}
+
+static void a_fork_from_inside_a_connect_during_another_fork_leaves_the_gate_open(void **state) {
+    (void)state;
+    skip_under_valgrind();
+    memset(&tf, 0, sizeof tf);
+    report_init(&tf.rep);
+    pool_t *forking = NULL, *plain = NULL;
+    int marker = 1;
+    assert_ok(pool_create_custom(&forking, "pool_size=1", gate_open, gate_close, NULL, NULL, NULL,
+                                 &marker));
+    assert_ok(pool_create_custom(&plain, "pool_size=1", gate_open, gate_close, NULL, NULL, NULL,
+                                 NULL));
+    static int registered;
+    if (!registered++) assert_int_equal(pthread_atfork(two_forks_prepare, NULL, NULL), 0);
+    assert_int_equal(pthread_create(&tf.x_thread, NULL, x_forks, NULL), 0);
+    atomic_set(&tf.armed, 1);
+    pool_lease_t *lease = checkout(forking); /* Y: this thread */
+    pthread_join(tf.x_thread, NULL);
+    atomic_set(&tf.armed, 0);
+    assert_ok(pool_checkin(lease));
+
+    pthread_t after;
+    assert_int_equal(pthread_create(&after, NULL, connect_after, plain), 0);
+    if (!await_true(connects_done, NULL, 3000))
+        fail_msg("a connect after the two forks still waits for the gate: it stayed shut");
+    pthread_join(after, NULL);
+    assert_no_failures(&tf.rep);
+    assert_ok(pool_dispose(forking));
+    assert_ok(pool_dispose(plain));
+}
+
 /* ---------------------------------------------------------------- main */
 
 #define CASE(drv, fn) \
@@ -1694,6 +1822,8 @@ int main(int argc, char **argv) {
         ANY(a_password_with_quotes_or_an_escaped_brace_is_masked_whole),
         /* 9: inside the driver */
         CASE(psqlodbc, concurrent_connects_never_run_in_the_driver_at_once),
+        /* 10: the fork gate */
+        ANY(a_fork_from_inside_a_connect_during_another_fork_leaves_the_gate_open),
     };
     /* CONNPOOL_TEST_FILTER=*storm* runs only the tests whose name matches */
     if (getenv("CONNPOOL_TEST_FILTER")) cmocka_set_test_filter(getenv("CONNPOOL_TEST_FILTER"));
