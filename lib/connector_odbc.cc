@@ -178,9 +178,13 @@ class odbc_connector final : public connector {
                                            reinterpret_cast<SQLPOINTER>(SQL_AUTOCOMMIT_ON), 0));
   }
 
+  // Never quiet: SQL_ATTR_CONNECTION_DEAD reads a flag that psqlODBC sets only when a
+  // statement failed on a lost connection (no I/O), so a terminated backend's idle connection
+  // still reads alive. Unsure makes pre-ping's checkout ping every time, whatever
+  // pre_ping_interval says (SELECT 1: one round trip; on SQLite, no I/O at all).
   liveness looks_alive(void *handle) noexcept override {
     fork_guard::connect_gate gate;
-    return dead(handle) ? liveness::dead : liveness::quiet;
+    return dead(handle) ? liveness::dead : liveness::unsure;
   }
 
   // SELECT 1 (valid in PostgreSQL and SQLite) with a query timeout: ODBC has no portable

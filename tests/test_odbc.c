@@ -815,6 +815,30 @@ static void with_pre_ping_a_backend_killed_while_idle_is_replaced_unseen(void **
     ctx_done(&c);
 }
 
+/* psqlODBC's SQL_ATTR_CONNECTION_DEAD is a flag that only a failed statement sets: an idle
+ * connection whose backend was terminated reads alive. With a long pre_ping_interval the pool
+ * must still ping it (the connector is never sure) and hand out a working connection. */
+static void with_pre_ping_and_a_long_interval_a_backend_killed_while_idle_is_replaced(void **state) {
+    struct ctx c;
+    ctx_init(&c, state, "od_ping_interval");
+    pool_t *pool = make_pool(&c, "pool_size=1 max_overflow=0 pool_pre_ping=true "
+                                 "pre_ping_interval=3600");
+    pool_lease_t *lease = checkout(pool);
+    int pid = (int)identity(&c, lease);
+    assert_ok(pool_checkin(lease));
+    terminate(c.monitor, pid);
+
+    lease = checkout(pool);
+    assert_int_not_equal((int)identity(&c, lease), pid);
+    assert_int_equal(int_of(native(lease), "SELECT 1"), 1);
+    assert_ok(pool_checkin(lease));
+    pool_stats_t st = stats_of(pool);
+    assert_int_equal(st.dead_total, 1);
+    assert_int_equal(st.opened_total, 2);
+    assert_ok(pool_dispose(pool));
+    ctx_done(&c);
+}
+
 /* ================================================================ 6. fork: children */
 
 
@@ -1801,6 +1825,7 @@ int main(int argc, char **argv) {
         CASE(psqlodbc, a_backend_killed_while_idle_is_replaced_after_at_most_one_failure),
         CASE(psqlodbc, with_pre_ping_a_backend_killed_while_idle_is_replaced_unseen),
         CASE(psqlodbc_tls, with_pre_ping_a_backend_killed_while_idle_is_replaced_unseen),
+        CASE(psqlodbc, with_pre_ping_and_a_long_interval_a_backend_killed_while_idle_is_replaced),
         /* 6: fork */
         CASE(psqlodbc, a_child_that_exits_leaves_the_parents_sessions_and_running_query_alone),
         CASE(psqlodbc_tls, a_child_that_exits_leaves_the_parents_sessions_and_running_query_alone),
