@@ -378,7 +378,8 @@ CONNPOOL_API int pool_report_error(pool_lease_t *lease, const char *sqlstate);
  *          POOL_EINVAL (NULL, nparams < 0, params NULL with nparams > 0), POOL_ESTATE,
  *          POOL_EFORKED, POOL_ENOTSUP (a custom connector), POOL_ENOMEM. *out is NULL on error.
  * A transaction opened with a BEGIN statement is ended at checkin by reset_on_return, with
- * ODBC too (where the driver's autocommit mode does not show it).
+ * ODBC too (where the driver's autocommit mode does not show it); for psqlODBC and SQLite also
+ * one sent through the lease's own SQLHDBC.
  * Thread-safety: the lease's thread. Since 1.1.
  */
 CONNPOOL_API int pool_query(pool_result_t **out, pool_lease_t *lease, const char *sql,

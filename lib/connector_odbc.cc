@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -137,6 +138,7 @@ class odbc_connector final : public connector {
       throw error(POOL_ECONNECT,
                   "connect failed: " + why + scrub(missing_directory_hint(connection_string_), secrets_));
     }
+    remember_dbms(dbc);
     // The pool's promise to the next user: autocommit on. reset() restores it.
     rc = SQLSetConnectAttr(dbc, SQL_ATTR_AUTOCOMMIT,
                            reinterpret_cast<SQLPOINTER>(SQL_AUTOCOMMIT_ON), 0);
@@ -156,6 +158,14 @@ class odbc_connector final : public connector {
 
   // The timeout bounds the textual ROLLBACK/COMMIT (the driver's query timeout); ODBC has
   // no bound for SQLEndTran.
+  // With autocommit on, a BEGIN sent as text (through pool_query or the lease's own SQLHDBC)
+  // opens a transaction that the autocommit attribute does not show. psqlODBC follows the
+  // server's transaction status after every statement (PQtransactionStatus) and SQLEndTran
+  // ends what is open, sending nothing when nothing is: so it is called at every checkin.
+  // SQLite's driver knows only the transactions it began itself: ROLLBACK or COMMIT as text,
+  // always (no I/O beyond the file; outside a transaction it merely fails). Another driver
+  // gets SQLEndTran, and the text only if pool_query ran statements (a round trip per
+  // checkin otherwise).
   bool reset(void *handle, pool_reset_mode mode, bool ran_queries,
              clock::duration timeout) noexcept override {
     fork_guard::connect_gate gate;
@@ -164,15 +174,15 @@ class odbc_connector final : public connector {
     if (!SQL_SUCCEEDED(SQLGetConnectAttr(handle, SQL_ATTR_AUTOCOMMIT, &autocommit, 0, nullptr)))
       return false;
     if (mode == POOL_RESET_NONE) return true;
+    SQLSMALLINT how = mode == POOL_RESET_COMMIT ? SQL_COMMIT : SQL_ROLLBACK;
     if (autocommit == SQL_AUTOCOMMIT_ON) {
-      // ODBC cannot tell whether a BEGIN sent as text opened a transaction: end it as text.
-      // Outside a transaction the statement fails (SQLite) or warns (PostgreSQL): harmless.
-      if (ran_queries)
+      dbms kind = dbms_.load(std::memory_order_relaxed);
+      if (!SQL_SUCCEEDED(SQLEndTran(SQL_HANDLE_DBC, handle, how))) return false;
+      if (kind == dbms::sqlite || (kind == dbms::other && ran_queries))
         run_ignoring_errors(handle, mode == POOL_RESET_COMMIT ? "COMMIT" : "ROLLBACK",
                             clock::now() + timeout);
       return !dead(handle);
     }
-    SQLSMALLINT how = mode == POOL_RESET_COMMIT ? SQL_COMMIT : SQL_ROLLBACK;
     if (!SQL_SUCCEEDED(SQLEndTran(SQL_HANDLE_DBC, handle, how))) return false;
     return SQL_SUCCEEDED(SQLSetConnectAttr(handle, SQL_ATTR_AUTOCOMMIT,
                                            reinterpret_cast<SQLPOINTER>(SQL_AUTOCOMMIT_ON), 0));
@@ -309,6 +319,20 @@ class odbc_connector final : public connector {
     return error(POOL_EQUERY, diagnostics(type, handle, secrets_), sqlstate);
   }
 
+  // What the driver says it talks to (SQL_DBMS_NAME), from the first connect: every
+  // connection of this connector goes through the same connection string, so the same driver.
+  enum class dbms { other, postgresql, sqlite };
+  void remember_dbms(SQLHDBC dbc) noexcept {
+    SQLCHAR name[64] = "";
+    SQLSMALLINT len = 0;
+    if (!SQL_SUCCEEDED(SQLGetInfo(dbc, SQL_DBMS_NAME, name, sizeof name, &len))) return;
+    const char *n = reinterpret_cast<const char *>(name);
+    dbms_.store(strcasecmp(n, "PostgreSQL") == 0 ? dbms::postgresql
+                : strncasecmp(n, "SQLite", 6) == 0 ? dbms::sqlite
+                                                  : dbms::other,
+                std::memory_order_relaxed);
+  }
+
   static bool dead(SQLHDBC dbc) {
     SQLUINTEGER dead = SQL_CD_FALSE;
     SQLRETURN rc = SQLGetConnectAttr(dbc, SQL_ATTR_CONNECTION_DEAD, &dead, 0, nullptr);
@@ -318,6 +342,7 @@ class odbc_connector final : public connector {
   std::string connection_string_;
   std::vector<std::string> secrets_;
   SQLHENV env_ = SQL_NULL_HENV;
+  std::atomic<dbms> dbms_{dbms::other};
 };
 
 }  // namespace

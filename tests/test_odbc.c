@@ -661,6 +661,45 @@ static void reset_on_return_commit_keeps_the_insert_and_turns_autocommit_back_on
     insert_without_commit_then_check_in(state, "od_commit", "commit", 1);
 }
 
+/* A BEGIN sent as text through the lease's own SQLHDBC (not pool_query, which the pool
+ * tracks), an INSERT, and a checkin without a commit: the next borrower (the same connection)
+ * must not see the row, and must not be inside that transaction (what it inserts is seen
+ * outside at once; for psqlODBC the server also shows the session idle, not in transaction). */
+static void a_begin_through_the_native_handle_is_rolled_back_at_checkin(void **state) {
+    struct ctx c;
+    char table[96], sql[256];
+    ctx_init(&c, state, "od_native_begin");
+    make_table(&c, table, sizeof table);
+    pool_t *pool = make_pool(&c, "pool_size=1 max_overflow=0 reset_on_return=rollback");
+    pool_lease_t *lease = checkout(pool);
+    long long who = identity(&c, lease);
+    SQLHDBC dbc = native(lease);
+    exec_ok(dbc, "BEGIN");
+    snprintf(sql, sizeof sql, "INSERT INTO %s VALUES (1)", table);
+    exec_ok(dbc, sql);
+    assert_int_equal(rows_in(dbc, table), 1);
+    assert_int_equal(side_rows_in(&c, table), 0); /* the transaction is open */
+    assert_ok(pool_checkin(lease));
+    if (is_pg(&c)) {
+        char q[128], st[64];
+        snprintf(q, sizeof q, "SELECT state FROM pg_stat_activity WHERE pid = %lld", who);
+        pq_text(c.monitor, q, st, sizeof st);
+        assert_string_equal(st, "idle");
+    }
+
+    lease = checkout(pool);
+    assert_true(identity(&c, lease) == who);
+    dbc = native(lease);
+    assert_int_equal(rows_in(dbc, table), 0);
+    exec_ok(dbc, sql);
+    assert_int_equal(side_rows_in(&c, table), 1); /* autocommit, outside any transaction */
+    assert_ok(pool_checkin(lease));
+    assert_int_equal(stats_of(pool).opened_total, 1);
+    assert_ok(pool_dispose(pool));
+    if (is_pg(&c)) drop_table(&c, table);
+    ctx_done(&c);
+}
+
 /* A statement that failed inside a transaction leaves the server's transaction aborted; the
  * checkin's rollback makes the session usable again. psqlODBC by default wraps each statement in
  * a savepoint and rolls an error back itself: Protocol=7.4-0 turns that off, so the aborted
@@ -1818,6 +1857,7 @@ int main(int argc, char **argv) {
         BOTH(overflow_connections_are_closed_at_checkin),
         BOTH(an_uncommitted_insert_is_rolled_back_and_autocommit_comes_back_on),
         BOTH(reset_on_return_commit_keeps_the_insert_and_turns_autocommit_back_on),
+        BOTH(a_begin_through_the_native_handle_is_rolled_back_at_checkin),
         CASE(psqlodbc, a_failed_transaction_comes_back_usable),
         /* 5: broken connections */
         BOTH(an_invalidated_connection_is_closed_and_replaced),
