@@ -173,7 +173,9 @@ typedef enum pool_reset_mode {
     POOL_RESET_COMMIT = 2,   /* commit any open transaction (a failed one rolls back) */
     POOL_RESET_DISCARD = 3   /* roll back, then drop all session state: libpq sends DISCARD
                                 ALL (SET, prepared statements, temporary tables, advisory
-                                locks, LISTEN); a custom reset callback gets this mode */
+                                locks, LISTEN), and so does ODBC to PostgreSQL; with another
+                                ODBC database checkouts fail with POOL_EINVAL; a custom
+                                reset callback gets this mode */
 } pool_reset_mode;
 
 /* ---------------------------------------------------------------- lifecycle */

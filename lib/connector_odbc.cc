@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <strings.h>
 
 #include "connector.hh"
@@ -83,9 +84,10 @@ std::string missing_directory_hint(const std::string &s) {
 
 class odbc_connector final : public connector {
  public:
-  odbc_connector(const char *connection_string, bool allow_dm_pooling)
+  odbc_connector(const char *connection_string, bool allow_dm_pooling, pool_reset_mode reset)
       : connection_string_(connection_string),
-        secrets_(secrets_in_connection_string(std::string("odbc:") + connection_string)) {
+        secrets_(secrets_in_connection_string(std::string("odbc:") + connection_string)),
+        discard_(reset == POOL_RESET_DISCARD) {
     if (!allow_dm_pooling && driver_manager_pools())
       throw error(POOL_EINVAL,
                   "unixODBC connection pooling is on ([ODBC] Pooling=Yes in odbcinst.ini): it "
@@ -139,6 +141,17 @@ class odbc_connector final : public connector {
                   "connect failed: " + why + scrub(missing_directory_hint(connection_string_), secrets_));
     }
     remember_dbms(dbc);
+    if (discard_ && !remember_session(dbc)) {
+      bool pg = dbms_.load(std::memory_order_relaxed) == dbms::postgresql;
+      std::string why = pg ? diagnostics(SQL_HANDLE_DBC, dbc, secrets_) : "";
+      close(dbc);
+      if (pg)
+        throw error(POOL_ECONNECT, "connect failed: could not read the session settings "
+                                   "that reset_on_return=discard restores: " + why);
+      throw error(POOL_EINVAL,
+                  "reset_on_return=discard: this ODBC data source is not PostgreSQL, and only "
+                  "PostgreSQL has DISCARD ALL; use rollback, commit or none");
+    }
     // The pool's promise to the next user: autocommit on. reset() restores it.
     rc = SQLSetConnectAttr(dbc, SQL_ATTR_AUTOCOMMIT,
                            reinterpret_cast<SQLPOINTER>(SQL_AUTOCOMMIT_ON), 0);
@@ -181,11 +194,55 @@ class odbc_connector final : public connector {
       if (kind == dbms::sqlite || (kind == dbms::other && ran_queries))
         run_ignoring_errors(handle, mode == POOL_RESET_COMMIT ? "COMMIT" : "ROLLBACK",
                             clock::now() + timeout);
-      return !dead(handle);
+      return !dead(handle) && (mode != POOL_RESET_DISCARD || discard_all(handle, timeout));
     }
     if (!SQL_SUCCEEDED(SQLEndTran(SQL_HANDLE_DBC, handle, how))) return false;
     return SQL_SUCCEEDED(SQLSetConnectAttr(handle, SQL_ATTR_AUTOCOMMIT,
-                                           reinterpret_cast<SQLPOINTER>(SQL_AUTOCOMMIT_ON), 0));
+                                           reinterpret_cast<SQLPOINTER>(SQL_AUTOCOMMIT_ON), 0)) &&
+           (mode != POOL_RESET_DISCARD || discard_all(handle, timeout));
+  }
+
+  // discard, PostgreSQL (open() refuses any other DBMS): the transaction is rolled back
+  // already; DISCARD ALL drops what the borrower left (SET, temporary tables, prepared
+  // statements, advisory locks, LISTEN), and also what psqlODBC itself SET at connect, which
+  // its conversions rely on (client_encoding, DateStyle): those are set again as they were
+  // after the connect. Settings of the connection string's ConnSettings are gone too (use
+  // Pqopt={options=-c...}, which are session defaults). One deadline for both statements.
+  bool discard_all(SQLHDBC dbc, clock::duration timeout) noexcept {
+    clock::time_point deadline = clock::now() + timeout;
+    return run_checked(dbc, "DISCARD ALL", deadline) &&
+           run_checked(dbc, session_sql_.c_str(), deadline) && !dead(dbc);
+  }
+
+  // At each connect with discard on: what DISCARD ALL would undo of psqlODBC's own SETs, as
+  // one statement that sets it again (the same for every connection of this connector: same
+  // driver, same connection string). False if this is not PostgreSQL, or the query failed.
+  bool remember_session(SQLHDBC dbc) {
+    if (dbms_.load(std::memory_order_relaxed) != dbms::postgresql) return false;
+    SQLHSTMT stmt = SQL_NULL_HSTMT;
+    if (!SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_STMT, dbc, &stmt))) return false;
+    std::unique_ptr<void, void (*)(void *)> guard(
+        stmt, [](void *h) { SQLFreeHandle(SQL_HANDLE_STMT, h); });
+    const char *sql = "SELECT current_setting('client_encoding'), current_setting('DateStyle')";
+    if (!SQL_SUCCEEDED(SQLExecDirect(stmt, reinterpret_cast<SQLCHAR *>(const_cast<char *>(sql)),
+                                     SQL_NTS)) ||
+        !SQL_SUCCEEDED(SQLFetch(stmt)))
+      return false;
+    std::string set;
+    const char *names[] = {"client_encoding", "DateStyle"};
+    for (SQLUSMALLINT c = 1; c <= 2; c++) {
+      char value[128] = "";
+      SQLLEN len = 0;
+      if (!SQL_SUCCEEDED(SQLGetData(stmt, c, SQL_C_CHAR, value, sizeof value, &len)) ||
+          len == SQL_NULL_DATA)
+        return false;
+      std::string quoted;
+      for (const char *p = value; *p; p++) quoted += *p == '\'' ? "''" : std::string(1, *p);
+      set += std::string(set.empty() ? "" : "; ") + "SET " + names[c - 1] + " TO '" + quoted + "'";
+    }
+    std::lock_guard<std::mutex> lock(session_mu_);
+    if (session_sql_.empty()) session_sql_ = set;
+    return true;
   }
 
   // Never quiet: SQL_ATTR_CONNECTION_DEAD reads a flag that psqlODBC sets only when a
@@ -297,6 +354,15 @@ class odbc_connector final : public connector {
     SQLSetStmtAttr(stmt, SQL_ATTR_QUERY_TIMEOUT, reinterpret_cast<SQLPOINTER>(seconds), 0);
   }
 
+  static bool run_checked(SQLHDBC dbc, const char *sql, clock::time_point deadline) {
+    SQLHSTMT stmt = SQL_NULL_HSTMT;
+    if (!SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_STMT, dbc, &stmt))) return false;
+    limit_to(stmt, deadline);
+    SQLRETURN rc = SQLExecDirect(stmt, reinterpret_cast<SQLCHAR *>(const_cast<char *>(sql)), SQL_NTS);
+    SQLFreeHandle(SQL_HANDLE_STMT, stmt);
+    return SQL_SUCCEEDED(rc) || rc == SQL_NO_DATA;
+  }
+
   static void run_ignoring_errors(SQLHDBC dbc, const char *sql, clock::time_point deadline) {
     SQLHSTMT stmt = SQL_NULL_HSTMT;
     if (!SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_STMT, dbc, &stmt))) return;
@@ -343,13 +409,16 @@ class odbc_connector final : public connector {
   std::vector<std::string> secrets_;
   SQLHENV env_ = SQL_NULL_HENV;
   std::atomic<dbms> dbms_{dbms::other};
+  const bool discard_;
+  std::mutex session_mu_;
+  std::string session_sql_;  // session_mu_ while written; written once, before its first use
 };
 
 }  // namespace
 
 std::unique_ptr<connector> make_odbc_connector(const char *connection_string,
-                                               bool allow_dm_pooling) {
-  return std::make_unique<odbc_connector>(connection_string, allow_dm_pooling);
+                                               bool allow_dm_pooling, pool_reset_mode reset) {
+  return std::make_unique<odbc_connector>(connection_string, allow_dm_pooling, reset);
 }
 
 }  // namespace connpool

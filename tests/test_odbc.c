@@ -700,6 +700,65 @@ static void a_begin_through_the_native_handle_is_rolled_back_at_checkin(void **s
     ctx_done(&c);
 }
 
+/* reset_on_return=discard, psqlODBC: the next borrower of the same connection finds no SET
+ * and no temporary table of the last one, and psqlODBC's own settings (client_encoding,
+ * DateStyle) as they were after the connect. */
+static void reset_on_return_discard_hands_out_a_clean_session(void **state) {
+    struct ctx c;
+    char value[64];
+    ctx_init(&c, state, "od_discard");
+    pool_t *pool = make_pool(&c, "pool_size=1 max_overflow=0 reset_on_return=discard");
+    pool_lease_t *lease = checkout(pool);
+    long long who = identity(&c, lease);
+    SQLHDBC dbc = native(lease);
+    char encoding[64], datestyle[64];
+    text_of(dbc, "SHOW client_encoding", encoding, sizeof encoding);
+    text_of(dbc, "SHOW DateStyle", datestyle, sizeof datestyle);
+    exec_ok(dbc, "SET work_mem = '7MB'");
+    exec_ok(dbc, "SET DateStyle = 'German'");
+    exec_ok(dbc, "CREATE TEMP TABLE od_discard_tmp (x int)");
+    exec_ok(dbc, "BEGIN");
+    exec_ok(dbc, "SET LOCAL statement_timeout = '1min'");
+    assert_ok(pool_checkin(lease));
+
+    lease = checkout(pool);
+    assert_true(identity(&c, lease) == who); /* the same session, cleaned */
+    dbc = native(lease);
+    text_of(dbc, "SHOW work_mem", value, sizeof value);
+    assert_string_not_equal(value, "7MB");
+    assert_int_equal(int_of(dbc, "SELECT count(*) FROM pg_class WHERE relname = 'od_discard_tmp'"),
+                     0);
+    text_of(dbc, "SHOW client_encoding", value, sizeof value);
+    assert_string_equal(value, encoding);
+    text_of(dbc, "SHOW DateStyle", value, sizeof value);
+    assert_string_equal(value, datestyle);
+    text_of(dbc, "SELECT 'ä€'", value, sizeof value); /* psqlODBC's conversions still right */
+    assert_string_equal(value, "ä€");
+    assert_ok(pool_checkin(lease));
+    pool_stats_t st = stats_of(pool);
+    assert_int_equal(st.opened_total, 1);
+    assert_int_equal(st.closed_total, 0);
+    assert_ok(pool_dispose(pool));
+    ctx_done(&c);
+}
+
+/* SQLite has no DISCARD ALL: the first checkout says so, and nothing is handed out. */
+static void reset_on_return_discard_is_refused_naming_the_reason(void **state) {
+    struct ctx c;
+    ctx_init(&c, state, "od_discard");
+    pool_t *pool = make_pool(&c, "pool_size=1 max_overflow=0 reset_on_return=discard");
+    pool_lease_t *lease = NULL;
+    assert_int_equal(pool_checkout(&lease, pool, 5000), POOL_EINVAL);
+    assert_null(lease);
+    assert_contains(pool_last_error(), "reset_on_return=discard");
+    assert_contains(pool_last_error(), "DISCARD ALL");
+    pool_stats_t st = stats_of(pool);
+    assert_int_equal(st.idle + st.checked_out + st.opening, 0);
+    assert_int_equal(st.opened_total, 0);
+    assert_ok(pool_dispose(pool));
+    ctx_done(&c);
+}
+
 /* A statement that failed inside a transaction leaves the server's transaction aborted; the
  * checkin's rollback makes the session usable again. psqlODBC by default wraps each statement in
  * a savepoint and rolls an error back itself: Protocol=7.4-0 turns that off, so the aborted
@@ -1858,6 +1917,8 @@ int main(int argc, char **argv) {
         BOTH(an_uncommitted_insert_is_rolled_back_and_autocommit_comes_back_on),
         BOTH(reset_on_return_commit_keeps_the_insert_and_turns_autocommit_back_on),
         BOTH(a_begin_through_the_native_handle_is_rolled_back_at_checkin),
+        CASE(psqlodbc, reset_on_return_discard_hands_out_a_clean_session),
+        CASE(sqlite, reset_on_return_discard_is_refused_naming_the_reason),
         CASE(psqlodbc, a_failed_transaction_comes_back_usable),
         /* 5: broken connections */
         BOTH(an_invalidated_connection_is_closed_and_replaced),
