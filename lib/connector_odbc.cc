@@ -4,11 +4,19 @@
 // used by one thread at a time (the lease's holder, or the pool thread opening, resetting or
 // closing it), which is what the driver manager requires. One environment handle per pool.
 //
-// Fork: every driver-manager call takes unixODBC's process-wide mutexes, and unixODBC has no
-// fork handlers, so a child forked while another thread is inside any SQL* call can deadlock
-// on its first one (fork-safety.md §4: 27-42% of such children). The pool's own calls hold
-// the connect gate (open through the pool; reset and close here), so no fork happens during
-// them; calls the application makes on a lease's SQLHDBC are beyond the pool's reach.
+// Fork: unixODBC has process-wide mutexes (mutex_lists, mutex_env, mutex_iconv) and no fork
+// handlers, so a child forked while another thread holds one deadlocks on its first ODBC call
+// (fork-safety.md §4: 27-42% of such children). The connect gate (fork.hh) keeps forks out of
+// the calls that hold them for long: handle allocation and freeing (the handle lists; the
+// environment lock), connect (the pool holds the gate across open) and disconnect. At
+// unixODBC's default Threading level (0; 1 and 2 alike) a statement call (SQLExecDirect,
+// SQLFetch, SQLGetData, SQLEndTran...) takes no process-wide mutex while the driver works,
+// only mutex_lists for a few instructions to validate the handle (DriverManager/__handles.c,
+// thread_protect and __validate_stmt, 2.3.11) and the connection's or statement's own mutex,
+// which a child never touches: so statements run outside the gate, and a fork waits for
+// connects and closes, not for a 10-minute report. At Threading=3 every call holds mutex_env
+// for its whole length: then the pool's statements hold the gate throughout, as before.
+// Calls the application makes on a lease's SQLHDBC are beyond the pool's reach.
 #include <sql.h>
 #include <sqlext.h>
 #include <odbcinst.h>
@@ -18,9 +26,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <strings.h>
 
 #include "connector.hh"
@@ -82,12 +92,60 @@ std::string missing_directory_hint(const std::string &s) {
   return "";
 }
 
+// The value of `key` in an ODBC connection string (braces removed), or "".
+std::string value_of(const std::string &s, const char *key) {
+  size_t at = 0;
+  while (at < s.size()) {
+    size_t eq = s.find('=', at);
+    if (eq == std::string::npos) break;
+    std::string k = s.substr(at, eq - at);
+    k.erase(0, k.find_first_not_of(" \t"));
+    size_t start = eq + 1, end;
+    if (start < s.size() && s[start] == '{') {
+      end = s.find('}', start);
+      if (end == std::string::npos) end = s.size();
+      std::string v = s.substr(start + 1, end - start - 1);
+      if (strcasecmp(k.c_str(), key) == 0) return v;
+      end = s.find(';', end);
+    } else {
+      end = s.find(';', start);
+      if (end == std::string::npos) end = s.size();
+      if (strcasecmp(k.c_str(), key) == 0) return s.substr(start, end - start);
+    }
+    if (end == std::string::npos) break;
+    at = end + 1;
+  }
+  return "";
+}
+
+// unixODBC's Threading level for this connection string's driver, as __connect_part_one
+// reads it: [driver] Threading in odbcinst.ini, else [ODBC] Threading, else 0. True for 3,
+// where every call holds the process-wide mutex_env throughout.
+bool driver_manager_serialises(const std::string &connection_string) {
+  std::string driver = value_of(connection_string, "DRIVER");
+  if (driver.empty()) {
+    std::string dsn = value_of(connection_string, "DSN");
+    char buf[512] = "";
+    if (!dsn.empty())
+      SQLGetPrivateProfileString(dsn.c_str(), "Driver", "", buf, sizeof buf, "ODBC.INI");
+    driver = buf;
+  }
+  char level[32] = "99";
+  if (!driver.empty() && driver.find('/') == std::string::npos)
+    SQLGetPrivateProfileString(driver.c_str(), "Threading", "99", level, sizeof level,
+                               "ODBCINST.INI");
+  if (std::atoi(level) == 99)
+    SQLGetPrivateProfileString("ODBC", "Threading", "0", level, sizeof level, "ODBCINST.INI");
+  return std::atoi(level) == 3;
+}
+
 class odbc_connector final : public connector {
  public:
   odbc_connector(const char *connection_string, bool allow_dm_pooling, pool_reset_mode reset)
       : connection_string_(connection_string),
         secrets_(secrets_in_connection_string(std::string("odbc:") + connection_string)),
-        discard_(reset == POOL_RESET_DISCARD) {
+        discard_(reset == POOL_RESET_DISCARD),
+        serialised_(driver_manager_serialises(connection_string_)) {
     if (!allow_dm_pooling && driver_manager_pools())
       throw error(POOL_EINVAL,
                   "unixODBC connection pooling is on ([ODBC] Pooling=Yes in odbcinst.ini): it "
@@ -181,7 +239,8 @@ class odbc_connector final : public connector {
   // checkin otherwise).
   bool reset(void *handle, pool_reset_mode mode, bool ran_queries,
              clock::duration timeout) noexcept override {
-    fork_guard::connect_gate gate;
+    std::optional<fork_guard::connect_gate> whole;
+    if (serialised_) whole.emplace();
     if (dead(handle)) return false;
     SQLUINTEGER autocommit = SQL_AUTOCOMMIT_ON;
     if (!SQL_SUCCEEDED(SQLGetConnectAttr(handle, SQL_ATTR_AUTOCOMMIT, &autocommit, 0, nullptr)))
@@ -220,9 +279,8 @@ class odbc_connector final : public connector {
   bool remember_session(SQLHDBC dbc) {
     if (dbms_.load(std::memory_order_relaxed) != dbms::postgresql) return false;
     SQLHSTMT stmt = SQL_NULL_HSTMT;
-    if (!SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_STMT, dbc, &stmt))) return false;
-    std::unique_ptr<void, void (*)(void *)> guard(
-        stmt, [](void *h) { SQLFreeHandle(SQL_HANDLE_STMT, h); });
+    if (!SQL_SUCCEEDED(alloc_stmt(dbc, &stmt))) return false;
+    std::unique_ptr<void, void (*)(void *)> guard(stmt, free_stmt);
     const char *sql = "SELECT current_setting('client_encoding'), current_setting('DateStyle')";
     if (!SQL_SUCCEEDED(SQLExecDirect(stmt, reinterpret_cast<SQLCHAR *>(const_cast<char *>(sql)),
                                      SQL_NTS)) ||
@@ -250,32 +308,33 @@ class odbc_connector final : public connector {
   // still reads alive. Unsure makes pre-ping's checkout ping every time, whatever
   // pre_ping_interval says (SELECT 1: one round trip; on SQLite, no I/O at all).
   liveness looks_alive(void *handle) noexcept override {
-    fork_guard::connect_gate gate;
+    std::optional<fork_guard::connect_gate> whole;
+    if (serialised_) whole.emplace();
     return dead(handle) ? liveness::dead : liveness::unsure;
   }
 
   // SELECT 1 (valid in PostgreSQL and SQLite) with a query timeout: ODBC has no portable
   // empty statement, and psqlODBC learns of a dead server only by talking to it.
   bool ping(void *handle, clock::time_point deadline) noexcept override {
-    fork_guard::connect_gate gate;
+    std::optional<fork_guard::connect_gate> whole;
+    if (serialised_) whole.emplace();
     if (dead(handle)) return false;
     SQLHSTMT stmt = SQL_NULL_HSTMT;
-    if (!SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_STMT, handle, &stmt))) return false;
+    if (!SQL_SUCCEEDED(alloc_stmt(handle, &stmt))) return false;
     limit_to(stmt, deadline);
     bool ok = SQL_SUCCEEDED(
         SQLExecDirect(stmt, reinterpret_cast<SQLCHAR *>(const_cast<char *>("SELECT 1")), SQL_NTS));
-    SQLFreeHandle(SQL_HANDLE_STMT, stmt);
+    free_stmt(stmt);
     return ok && !dead(handle);
   }
 
   query_result query(void *handle, const char *sql, const std::vector<const char *> &params,
                      clock::time_point deadline) override {
-    fork_guard::connect_gate gate;
+    std::optional<fork_guard::connect_gate> whole;
+    if (serialised_) whole.emplace();
     SQLHSTMT stmt = SQL_NULL_HSTMT;
-    if (!SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_STMT, handle, &stmt)))
-      throw failure(SQL_HANDLE_DBC, handle);
-    std::unique_ptr<void, void (*)(void *)> guard(
-        stmt, [](void *h) { SQLFreeHandle(SQL_HANDLE_STMT, h); });
+    if (!SQL_SUCCEEDED(alloc_stmt(handle, &stmt))) throw failure(SQL_HANDLE_DBC, handle);
+    std::unique_ptr<void, void (*)(void *)> guard(stmt, free_stmt);
     if (deadline != clock::time_point::max()) limit_to(stmt, deadline);
     std::vector<SQLLEN> lengths(params.size());
     for (size_t i = 0; i < params.size(); i++) {
@@ -354,21 +413,32 @@ class odbc_connector final : public connector {
     SQLSetStmtAttr(stmt, SQL_ATTR_QUERY_TIMEOUT, reinterpret_cast<SQLPOINTER>(seconds), 0);
   }
 
+  // Statement handles are linked into unixODBC's process-wide lists (mutex_lists) and, for
+  // the driver's part, allocated under the environment lock: under the gate.
+  static SQLRETURN alloc_stmt(SQLHDBC dbc, SQLHSTMT *stmt) noexcept {
+    fork_guard::connect_gate gate;
+    return SQLAllocHandle(SQL_HANDLE_STMT, dbc, stmt);
+  }
+  static void free_stmt(void *stmt) noexcept {
+    fork_guard::connect_gate gate;
+    SQLFreeHandle(SQL_HANDLE_STMT, stmt);
+  }
+
   static bool run_checked(SQLHDBC dbc, const char *sql, clock::time_point deadline) {
     SQLHSTMT stmt = SQL_NULL_HSTMT;
-    if (!SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_STMT, dbc, &stmt))) return false;
+    if (!SQL_SUCCEEDED(alloc_stmt(dbc, &stmt))) return false;
     limit_to(stmt, deadline);
     SQLRETURN rc = SQLExecDirect(stmt, reinterpret_cast<SQLCHAR *>(const_cast<char *>(sql)), SQL_NTS);
-    SQLFreeHandle(SQL_HANDLE_STMT, stmt);
+    free_stmt(stmt);
     return SQL_SUCCEEDED(rc) || rc == SQL_NO_DATA;
   }
 
   static void run_ignoring_errors(SQLHDBC dbc, const char *sql, clock::time_point deadline) {
     SQLHSTMT stmt = SQL_NULL_HSTMT;
-    if (!SQL_SUCCEEDED(SQLAllocHandle(SQL_HANDLE_STMT, dbc, &stmt))) return;
+    if (!SQL_SUCCEEDED(alloc_stmt(dbc, &stmt))) return;
     limit_to(stmt, deadline);
     SQLExecDirect(stmt, reinterpret_cast<SQLCHAR *>(const_cast<char *>(sql)), SQL_NTS);
-    SQLFreeHandle(SQL_HANDLE_STMT, stmt);
+    free_stmt(stmt);
   }
 
   // A failed statement: the first diagnostic record's SQLSTATE (class 08 also when the
@@ -410,6 +480,7 @@ class odbc_connector final : public connector {
   SQLHENV env_ = SQL_NULL_HENV;
   std::atomic<dbms> dbms_{dbms::other};
   const bool discard_;
+  const bool serialised_;  // unixODBC Threading=3: every call holds its environment lock
   std::mutex session_mu_;
   std::string session_sql_;  // session_mu_ while written; written once, before its first use
 };

@@ -1769,6 +1769,150 @@ static void concurrent_connects_never_run_in_the_driver_at_once(void **state) {
     ctx_done(&c);
 }
 
+/* A statement of the pool's (pool_query) that runs for 2 s must not hold up a fork: only
+ * unixODBC's handle allocation, connect and disconnect hold the connect gate. */
+struct long_query {
+    pool_lease_t *lease;
+    int rc;
+    char value[64];
+    char error[512];
+    int64_t done;
+};
+
+static void *long_query_run(void *p) {
+    struct long_query *q = p;
+    pool_result_t *res = NULL;
+    q->rc = pool_query(&res, q->lease, "SELECT pg_sleep(2), 'tag'", 0, NULL);
+    if (q->rc == POOL_OK) {
+        const char *v = pool_result_value(res, 0, 1);
+        snprintf(q->value, sizeof q->value, "%s", v ? v : "");
+        pool_result_free(res);
+    } else {
+        snprintf(q->error, sizeof q->error, "%s", pool_last_error());
+    }
+    atomic_set(&q->done, 1);
+    return NULL;
+}
+
+static void a_fork_does_not_wait_for_a_long_statement(void **state) {
+    struct ctx c;
+    ctx_init(&c, state, "od_fork_long");
+    pool_t *pool = make_pool(&c, "pool_size=1 max_overflow=0");
+    static struct long_query q;
+    memset(&q, 0, sizeof q);
+    q.lease = checkout(pool);
+    int pid = (int)identity(&c, q.lease);
+    pthread_t thread;
+    assert_int_equal(pthread_create(&thread, NULL, long_query_run, &q), 0);
+    int64_t waited = now_ms();
+    while (!backend_is_active(c.monitor, pid, "pg_sleep") && now_ms() - waited < SERVER_WAIT_MS)
+        sched_yield();
+    assert_true(backend_is_active(c.monitor, pid, "pg_sleep"));
+    int64_t start = now_ms();
+    pid_t child = fork();
+    if (child == 0) _exit(0);
+    int64_t took = now_ms() - start;
+    assert_true(child > 0);
+    int status = 0;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    int64_t query_left = atomic_get(&q.done);
+    pthread_join(thread, NULL);
+    print_message("      fork() during a 2 s pool_query returned in %lld ms\n", (long long)took);
+    if (q.rc != POOL_OK) fail_msg("the query failed: %s", q.error);
+    assert_string_equal(q.value, "tag");
+    assert_false(query_left); /* the fork came back while the statement still ran */
+    assert_true(took < 1000);
+    assert_ok(pool_checkin(q.lease));
+    assert_ok(pool_dispose(pool));
+    ctx_done(&c);
+}
+
+/* Statements run outside the gate: forks while two threads run pool_query in a loop. Each
+ * child opens a connection of its own and runs a statement, under a watchdog: none may hang
+ * in unixODBC's mutexes, and the parent's statements all succeed. */
+struct query_storm {
+    pool_t *pool;
+    int64_t stop, rounds;
+    struct report rep;
+};
+
+static void *query_storm_worker(void *p) {
+    struct query_storm *s = p;
+    pool_lease_t *lease = NULL;
+    int rc = pool_checkout(&lease, s->pool, SERVER_WAIT_MS);
+    if (rc != POOL_OK) {
+        report_failure(&s->rep, "checkout: %s: %s", pool_error_name(rc), pool_last_error());
+        return NULL;
+    }
+    while (!atomic_get(&s->stop)) {
+        pool_result_t *res = NULL;
+        rc = pool_query(&res, lease, "SELECT 1", 0, NULL);
+        if (rc != POOL_OK) {
+            report_failure(&s->rep, "query: %s: %s", pool_error_name(rc), pool_last_error());
+            break;
+        }
+        pool_result_free(res);
+        atomic_inc(&s->rounds);
+    }
+    pool_checkin(lease);
+    return NULL;
+}
+
+static int child_of_the_query_storm(void *arg) {
+    struct query_storm *s = arg;
+    pool_lease_t *lease;
+    SQLHDBC dbc = child_checkout(s->pool, &lease, 4000);
+    child_expect(dbc, "SELECT 7", "7");
+    return 0;
+}
+
+static int query_storm_progress(void *p) {
+    struct query_storm *s = p;
+    return atomic_get(&s->rounds) >= 50 || report_failures(&s->rep) > 0;
+}
+
+static void a_storm_of_forks_during_statements_has_no_hang(void **state) {
+    skip_under_valgrind();
+    struct ctx c;
+    ctx_init(&c, state, "od_qstorm");
+    static struct query_storm s;
+    memset(&s, 0, sizeof s);
+    report_init(&s.rep);
+    s.pool = make_pool(&c, "pool_size=2 max_overflow=1");
+    pthread_t threads[2];
+    if (!start_threads(threads, 2, query_storm_worker, &s)) fail_msg("pthread_create");
+    await_true(query_storm_progress, &s, SERVER_WAIT_MS);
+    int hangs = 0, failures = 0, forks = 0;
+    int64_t rounds_before = atomic_get(&s.rounds), start = now_ms();
+    struct outcome first;
+    memset(&first, 0, sizeof first);
+    while (forks < STORM_FORKS && hangs + failures < 3) {
+        struct outcome o = finish_child(
+            start_child(VIA_FORK, STORM_WATCHDOG_S, child_of_the_query_storm, &s, END_EXIT));
+        forks++;
+        if (!child_ok(&o)) {
+            if (child_hung(&o)) hangs++;
+            else failures++;
+            if (hangs + failures == 1) first = o;
+        }
+    }
+    int64_t took = now_ms() - start, rounds = atomic_get(&s.rounds) - rounds_before;
+    atomic_set(&s.stop, 1);
+    join_threads(threads, 2);
+    print_message("      %d forks in %lld ms during %lld statements; %d children hung, %d failed\n",
+                  forks, (long long)took, (long long)rounds, hangs, failures);
+    if (hangs || failures) {
+        char d[96];
+        fail_msg("%d of %d children hung and %d failed; the first %s: %s", hangs, forks, failures,
+                 describe(&first, d, sizeof d), first.out);
+    }
+    assert_no_failures(&s.rep);
+    assert_true(rounds > 0);
+    assert_ok(pool_dispose(s.pool));
+    await_sessions(c.monitor, c.name, 0);
+    ctx_done(&c);
+}
+
 /* ================================================================ 10. the fork gate */
 
 /* The gate every ODBC call of the pool's holds (fork.cc). Two threads fork at once: Y from
@@ -1949,6 +2093,9 @@ int main(int argc, char **argv) {
         /* 9: inside the driver */
         CASE(psqlodbc, concurrent_connects_never_run_in_the_driver_at_once),
         /* 10: the fork gate */
+        CASE(psqlodbc, a_fork_does_not_wait_for_a_long_statement),
+        CASE(psqlodbc, a_storm_of_forks_during_statements_has_no_hang),
+        CASE(psqlodbc_tls, a_storm_of_forks_during_statements_has_no_hang),
         ANY(a_fork_from_inside_a_connect_during_another_fork_leaves_the_gate_open),
     };
     /* CONNPOOL_TEST_FILTER=*storm* runs only the tests whose name matches */
