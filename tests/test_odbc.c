@@ -1873,6 +1873,13 @@ static int query_storm_progress(void *p) {
 
 static void a_storm_of_forks_during_statements_has_no_hang(void **state) {
     skip_under_valgrind();
+#ifdef __SANITIZE_ADDRESS__
+    /* GCC 12's ASan allocator has no fork handler (test_fork.c, CREATE_DISPOSE_THREADS): the
+     * statement threads allocate all the time, and a child forked inside ASan's malloc hangs
+     * in SizeClassAllocator64's lock (seen: 1 child in 150 over TLS; 0 in 300 in the normal
+     * build, where glibc's malloc handles fork). It runs in the normal build and under TSan. */
+    skip();
+#endif
     struct ctx c;
     ctx_init(&c, state, "od_qstorm");
     static struct query_storm s;
