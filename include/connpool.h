@@ -38,8 +38,8 @@
  *     child: pool_lease_native() returns NULL, pool_invalidate() returns POOL_EFORKED, and
  *     pool_checkin() disposes of it safely. A fork waits for the connects (and closes) the pool
  *     has in flight, at most their timeout, so no child is born inside the TLS, GSSAPI or
- *     unixODBC library's global locks; it does not wait for statements (except with
- *     unixODBC's Threading=3).
+ *     unixODBC library's global locks; for the pool's ODBC statements it waits at most
+ *     100 ms (all of them with unixODBC's Threading=3).
  *     Do not fork from inside a connector callback, nor from a signal handler that may have
  *     interrupted a connpool call on the same thread: the fork handler waits for locks that
  *     call may hold, and fork() never returns. See README, "Fork".

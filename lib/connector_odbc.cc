@@ -10,13 +10,18 @@
 // the calls that hold them for long: handle allocation and freeing (the handle lists; the
 // environment lock), connect (the pool holds the gate across open) and disconnect. At
 // unixODBC's default Threading level (0; 1 and 2 alike) a statement call (SQLExecDirect,
-// SQLFetch, SQLGetData, SQLEndTran...) takes no process-wide mutex while the driver works,
-// only mutex_lists for a few instructions to validate the handle (DriverManager/__handles.c,
-// thread_protect and __validate_stmt, 2.3.11) and the connection's or statement's own mutex,
-// which a child never touches: so statements run outside the gate, and a fork waits for
-// connects and closes, not for a 10-minute report. At Threading=3 every call holds mutex_env
-// for its whole length: then the pool's statements hold the gate throughout, as before.
-// Calls the application makes on a lease's SQLHDBC are beyond the pool's reach.
+// SQLFetch, SQLGetData, SQLEndTran...) takes no process-wide mutex of unixODBC's while the
+// driver works, only mutex_lists for a few instructions to validate the handle
+// (DriverManager/__handles.c, thread_protect and __validate_stmt, 2.3.11) and the
+// connection's or statement's own mutex, which a child never touches. psqlODBC, though, takes
+// its process-wide common_cs for moments at the start and end of every statement
+// (SC_SetExecuting; a TSan-slowed fork storm caught a child deadlocked there, 1 in 150). So the
+// pool's statements hold the statement gate, which a fork awaits at most
+// fork_guard::statement_wait_ms: short statements finish first, and a long one (waiting for
+// the server, outside common_cs) no longer freezes every fork and every connect behind it.
+// At Threading=3 every call holds mutex_env for its whole length: then statements hold the
+// connect gate throughout. Calls the application makes on a lease's SQLHDBC are beyond the
+// pool's reach.
 #include <sql.h>
 #include <sqlext.h>
 #include <odbcinst.h>
@@ -139,6 +144,20 @@ bool driver_manager_serialises(const std::string &connection_string) {
   return std::atoi(level) == 3;
 }
 
+// What a statement of the pool's holds (see the top of this file): the connect gate
+// throughout at Threading=3, else the statement gate, which a fork awaits only briefly.
+class statement_scope {
+ public:
+  explicit statement_scope(bool serialised) noexcept {
+    if (serialised) hard_.emplace();
+    else soft_.emplace();
+  }
+
+ private:
+  std::optional<fork_guard::connect_gate> hard_;
+  std::optional<fork_guard::statement_gate> soft_;
+};
+
 class odbc_connector final : public connector {
  public:
   odbc_connector(const char *connection_string, bool allow_dm_pooling, pool_reset_mode reset)
@@ -237,28 +256,33 @@ class odbc_connector final : public connector {
   // always (no I/O beyond the file; outside a transaction it merely fails). Another driver
   // gets SQLEndTran, and the text only if pool_query ran statements (a round trip per
   // checkin otherwise).
+  // Lock order: statement handles are allocated and freed (connect gate) outside any
+  // statement scope (statement gate), never inside one.
   bool reset(void *handle, pool_reset_mode mode, bool ran_queries,
              clock::duration timeout) noexcept override {
-    std::optional<fork_guard::connect_gate> whole;
-    if (serialised_) whole.emplace();
-    if (dead(handle)) return false;
-    SQLUINTEGER autocommit = SQL_AUTOCOMMIT_ON;
-    if (!SQL_SUCCEEDED(SQLGetConnectAttr(handle, SQL_ATTR_AUTOCOMMIT, &autocommit, 0, nullptr)))
-      return false;
-    if (mode == POOL_RESET_NONE) return true;
-    SQLSMALLINT how = mode == POOL_RESET_COMMIT ? SQL_COMMIT : SQL_ROLLBACK;
-    if (autocommit == SQL_AUTOCOMMIT_ON) {
-      dbms kind = dbms_.load(std::memory_order_relaxed);
+    bool as_text = false;
+    {
+      statement_scope scope(serialised_);
+      if (dead(handle)) return false;
+      SQLUINTEGER autocommit = SQL_AUTOCOMMIT_ON;
+      if (!SQL_SUCCEEDED(SQLGetConnectAttr(handle, SQL_ATTR_AUTOCOMMIT, &autocommit, 0, nullptr)))
+        return false;
+      if (mode == POOL_RESET_NONE) return true;
+      SQLSMALLINT how = mode == POOL_RESET_COMMIT ? SQL_COMMIT : SQL_ROLLBACK;
       if (!SQL_SUCCEEDED(SQLEndTran(SQL_HANDLE_DBC, handle, how))) return false;
-      if (kind == dbms::sqlite || (kind == dbms::other && ran_queries))
-        run_ignoring_errors(handle, mode == POOL_RESET_COMMIT ? "COMMIT" : "ROLLBACK",
-                            clock::now() + timeout);
-      return !dead(handle) && (mode != POOL_RESET_DISCARD || discard_all(handle, timeout));
+      if (autocommit == SQL_AUTOCOMMIT_ON) {
+        dbms kind = dbms_.load(std::memory_order_relaxed);
+        as_text = kind == dbms::sqlite || (kind == dbms::other && ran_queries);
+      } else if (!SQL_SUCCEEDED(SQLSetConnectAttr(handle, SQL_ATTR_AUTOCOMMIT,
+                                                  reinterpret_cast<SQLPOINTER>(SQL_AUTOCOMMIT_ON),
+                                                  0))) {
+        return false;
+      }
     }
-    if (!SQL_SUCCEEDED(SQLEndTran(SQL_HANDLE_DBC, handle, how))) return false;
-    return SQL_SUCCEEDED(SQLSetConnectAttr(handle, SQL_ATTR_AUTOCOMMIT,
-                                           reinterpret_cast<SQLPOINTER>(SQL_AUTOCOMMIT_ON), 0)) &&
-           (mode != POOL_RESET_DISCARD || discard_all(handle, timeout));
+    if (as_text)
+      run_ignoring_errors(handle, mode == POOL_RESET_COMMIT ? "COMMIT" : "ROLLBACK",
+                          clock::now() + timeout);
+    return alive(handle) && (mode != POOL_RESET_DISCARD || discard_all(handle, timeout));
   }
 
   // discard, PostgreSQL (open() refuses any other DBMS): the transaction is rolled back
@@ -270,7 +294,7 @@ class odbc_connector final : public connector {
   bool discard_all(SQLHDBC dbc, clock::duration timeout) noexcept {
     clock::time_point deadline = clock::now() + timeout;
     return run_checked(dbc, "DISCARD ALL", deadline) &&
-           run_checked(dbc, session_sql_.c_str(), deadline) && !dead(dbc);
+           run_checked(dbc, session_sql_.c_str(), deadline) && alive(dbc);
   }
 
   // At each connect with discard on: what DISCARD ALL would undo of psqlODBC's own SETs, as
@@ -308,33 +332,37 @@ class odbc_connector final : public connector {
   // still reads alive. Unsure makes pre-ping's checkout ping every time, whatever
   // pre_ping_interval says (SELECT 1: one round trip; on SQLite, no I/O at all).
   liveness looks_alive(void *handle) noexcept override {
-    std::optional<fork_guard::connect_gate> whole;
-    if (serialised_) whole.emplace();
+    statement_scope scope(serialised_);
     return dead(handle) ? liveness::dead : liveness::unsure;
   }
 
   // SELECT 1 (valid in PostgreSQL and SQLite) with a query timeout: ODBC has no portable
   // empty statement, and psqlODBC learns of a dead server only by talking to it.
   bool ping(void *handle, clock::time_point deadline) noexcept override {
-    std::optional<fork_guard::connect_gate> whole;
-    if (serialised_) whole.emplace();
-    if (dead(handle)) return false;
+    if (!alive(handle)) return false;
     SQLHSTMT stmt = SQL_NULL_HSTMT;
     if (!SQL_SUCCEEDED(alloc_stmt(handle, &stmt))) return false;
-    limit_to(stmt, deadline);
-    bool ok = SQL_SUCCEEDED(
-        SQLExecDirect(stmt, reinterpret_cast<SQLCHAR *>(const_cast<char *>("SELECT 1")), SQL_NTS));
+    bool ok;
+    {
+      statement_scope scope(serialised_);
+      limit_to(stmt, deadline);
+      ok = SQL_SUCCEEDED(SQLExecDirect(
+               stmt, reinterpret_cast<SQLCHAR *>(const_cast<char *>("SELECT 1")), SQL_NTS)) &&
+           !dead(handle);
+    }
     free_stmt(stmt);
-    return ok && !dead(handle);
+    return ok;
   }
 
   query_result query(void *handle, const char *sql, const std::vector<const char *> &params,
                      clock::time_point deadline) override {
-    std::optional<fork_guard::connect_gate> whole;
-    if (serialised_) whole.emplace();
     SQLHSTMT stmt = SQL_NULL_HSTMT;
-    if (!SQL_SUCCEEDED(alloc_stmt(handle, &stmt))) throw failure(SQL_HANDLE_DBC, handle);
+    if (!SQL_SUCCEEDED(alloc_stmt(handle, &stmt))) {
+      statement_scope scope(serialised_);
+      throw failure(SQL_HANDLE_DBC, handle);
+    }
     std::unique_ptr<void, void (*)(void *)> guard(stmt, free_stmt);
+    statement_scope scope(serialised_);  // ends before the guard frees the statement
     if (deadline != clock::time_point::max()) limit_to(stmt, deadline);
     std::vector<SQLLEN> lengths(params.size());
     for (size_t i = 0; i < params.size(); i++) {
@@ -424,21 +452,26 @@ class odbc_connector final : public connector {
     SQLFreeHandle(SQL_HANDLE_STMT, stmt);
   }
 
-  static bool run_checked(SQLHDBC dbc, const char *sql, clock::time_point deadline) {
+  bool run_checked(SQLHDBC dbc, const char *sql, clock::time_point deadline) noexcept {
     SQLHSTMT stmt = SQL_NULL_HSTMT;
     if (!SQL_SUCCEEDED(alloc_stmt(dbc, &stmt))) return false;
-    limit_to(stmt, deadline);
-    SQLRETURN rc = SQLExecDirect(stmt, reinterpret_cast<SQLCHAR *>(const_cast<char *>(sql)), SQL_NTS);
+    SQLRETURN rc;
+    {
+      statement_scope scope(serialised_);
+      limit_to(stmt, deadline);
+      rc = SQLExecDirect(stmt, reinterpret_cast<SQLCHAR *>(const_cast<char *>(sql)), SQL_NTS);
+    }
     free_stmt(stmt);
     return SQL_SUCCEEDED(rc) || rc == SQL_NO_DATA;
   }
 
-  static void run_ignoring_errors(SQLHDBC dbc, const char *sql, clock::time_point deadline) {
-    SQLHSTMT stmt = SQL_NULL_HSTMT;
-    if (!SQL_SUCCEEDED(alloc_stmt(dbc, &stmt))) return;
-    limit_to(stmt, deadline);
-    SQLExecDirect(stmt, reinterpret_cast<SQLCHAR *>(const_cast<char *>(sql)), SQL_NTS);
-    free_stmt(stmt);
+  void run_ignoring_errors(SQLHDBC dbc, const char *sql, clock::time_point deadline) noexcept {
+    run_checked(dbc, sql, deadline);
+  }
+
+  bool alive(SQLHDBC dbc) const noexcept {
+    statement_scope scope(serialised_);
+    return !dead(dbc);
   }
 
   // A failed statement: the first diagnostic record's SQLSTATE (class 08 also when the

@@ -44,6 +44,8 @@ pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
 pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
 int gate_connects = 0;  // gate_mu: connects in progress
 int gate_forks = 0;     // gate_mu: forks waiting for the gate or holding it
+int gate_statements = 0;  // gate_mu: statements in progress (awaited a bounded time)
+thread_local int this_thread_statements = 0;
 // Per thread: two threads may fork at once, one of them from inside a connect (which must not
 // wait for itself), and each parent handler must undo only what its own prepare did.
 thread_local bool gate_taken_by_prepare = false;
@@ -80,6 +82,17 @@ void prepare() {
     pthread_mutex_lock(&gate_mu);
     gate_forks++;
     while (gate_connects > 0) pthread_cond_wait(&gate_cv, &gate_mu);
+    // gate_cv runs on CLOCK_REALTIME: a clock step can only lengthen or shorten this bound.
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    int64_t ns = int64_t(until.tv_nsec) + int64_t(statement_wait_ms) * 1000000;
+    until.tv_sec += time_t(ns / 1000000000);
+    until.tv_nsec = long(ns % 1000000000);
+    int rc = 0;
+    while (gate_connects > 0 || (gate_statements > 0 && rc == 0)) {
+      if (gate_connects > 0) pthread_cond_wait(&gate_cv, &gate_mu);
+      else rc = pthread_cond_timedwait(&gate_cv, &gate_mu, &until);
+    }
     pthread_mutex_unlock(&gate_mu);
   }
   registry_mu.lock();
@@ -104,6 +117,7 @@ void child() {
   pthread_cond_init(&gate_cv, nullptr);  // its waiters were the parent's threads
   gate_connects = this_thread_holds_gate > 0 ? 1 : 0;  // forked inside a connect: ends here
   gate_forks = 0;
+  gate_statements = this_thread_statements > 0 ? 1 : 0;
   pthread_mutex_init(&turn_mu, nullptr);
   init_turn_cv();
   turn_busy = this_thread_has_turn;
@@ -188,6 +202,21 @@ connect_gate::~connect_gate() {
   if (--this_thread_holds_gate > 0) return;
   pthread_mutex_lock(&gate_mu);
   if (--gate_connects == 0) pthread_cond_broadcast(&gate_cv);
+  pthread_mutex_unlock(&gate_mu);
+}
+
+statement_gate::statement_gate() noexcept {
+  if (this_thread_statements++ > 0) return;
+  pthread_mutex_lock(&gate_mu);
+  while (gate_forks > 0) pthread_cond_wait(&gate_cv, &gate_mu);
+  gate_statements++;
+  pthread_mutex_unlock(&gate_mu);
+}
+
+statement_gate::~statement_gate() {
+  if (--this_thread_statements > 0) return;
+  pthread_mutex_lock(&gate_mu);
+  if (--gate_statements == 0) pthread_cond_broadcast(&gate_cv);
   pthread_mutex_unlock(&gate_mu);
 }
 

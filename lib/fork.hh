@@ -62,6 +62,23 @@ class connect_gate {
   connect_gate &operator=(const connect_gate &) = delete;
 };
 
+// Held (shared) by a statement of the pool's over a driver that takes its own process-wide
+// locks for moments inside each call (psqlODBC's common_cs, at the start and end of every
+// statement). A fork waits for these at most statement_wait_ms, then goes ahead: a statement
+// still running by then is almost surely waiting for the server, inside no such lock, and a
+// 10-minute report must not freeze every fork (and every connect behind the fork). New ones
+// wait while a fork is pending, as connects do. Re-entrant within a thread; independent of
+// connect_gate (a connect_gate taken inside one waits for a pending fork, which waits for
+// this one no longer than the bound).
+constexpr int statement_wait_ms = 100;
+class statement_gate {
+ public:
+  statement_gate() noexcept;
+  ~statement_gate();
+  statement_gate(const statement_gate &) = delete;
+  statement_gate &operator=(const statement_gate &) = delete;
+};
+
 // One connect at a time in the whole process, for drivers that cannot connect on two threads
 // at once (psqlODBC calls setlocale(LC_CTYPE, "") in every connect, and glibc frees the name
 // the other thread is reading). Lock order: taken only inside the connect gate, never the
