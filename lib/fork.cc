@@ -245,7 +245,8 @@ connect_turn::~connect_turn() {
   if (!taken_) return;
   pthread_mutex_lock(&turn_mu);
   turn_busy = this_thread_has_turn = false;
-  pthread_cond_signal(&turn_cv);
+  // Every waiter, not one: one that just timed out must not swallow the wakeup of the rest.
+  pthread_cond_broadcast(&turn_cv);
   pthread_mutex_unlock(&turn_mu);
 }
 
