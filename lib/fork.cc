@@ -1,6 +1,7 @@
 // The atfork handlers and their lock protocol (fork-safety.md §D):
-//   prepare: the connect gate (exclusive), then the registry lock, then every pool's lock in
-//            registry order;
+//   prepare: the connect gate (exclusive; connects awaited without limit, statements at most
+//            statement_wait_ms), then the registry lock, then every pool's lock in registry
+//            order; the connect turn is never held outside the gate, so it is free by then;
 //   parent:  release them all;
 //   child:   re-initialise them all (their owner is a thread that does not exist here), make
 //            every pool neutralise its inherited sockets, and start a new generation.

@@ -51,7 +51,7 @@ inline uint64_t generation() noexcept {
 #endif
 
 // Held (shared) by every connect the pool makes, and by connector calls that take a library's
-// process-wide locks (every unixODBC call); the prepare handler takes it exclusive, so no
+// process-wide locks (unixODBC's handle allocation and freeing, connect, disconnect); the prepare handler takes it exclusive, so no
 // child is born while such a call is inside OpenSSL's, GSSAPI's or unixODBC's global locks.
 // Re-entrant within a thread.
 class connect_gate {
