@@ -38,8 +38,11 @@
  *     child: pool_lease_native() returns NULL, pool_invalidate() returns POOL_EFORKED, and
  *     pool_checkin() disposes of it safely. A fork waits for the connects (and closes) the pool
  *     has in flight, at most their timeout, so no child is born inside the TLS, GSSAPI or
- *     unixODBC library's global locks.
- *     Do not fork from inside a connector callback. See README, "Fork".
+ *     unixODBC library's global locks; for the pool's ODBC statements it waits at most
+ *     100 ms (all of them with unixODBC's Threading=3).
+ *     Do not fork from inside a connector callback, nor from a signal handler that may have
+ *     interrupted a connpool call on the same thread: the fork handler waits for locks that
+ *     call may hold, and fork() never returns. See README, "Fork".
  *  9. Symbols carry the version node CONNPOOL_1. libsolv also exports pool_create and friends,
  *     unversioned names in a different node: dynamic linking keeps them apart, but linking
  *     both libraries statically into one program cannot work.
@@ -171,7 +174,9 @@ typedef enum pool_reset_mode {
     POOL_RESET_COMMIT = 2,   /* commit any open transaction (a failed one rolls back) */
     POOL_RESET_DISCARD = 3   /* roll back, then drop all session state: libpq sends DISCARD
                                 ALL (SET, prepared statements, temporary tables, advisory
-                                locks, LISTEN); a custom reset callback gets this mode */
+                                locks, LISTEN), and so does ODBC to PostgreSQL; with another
+                                ODBC database checkouts fail with POOL_EINVAL; a custom
+                                reset callback gets this mode */
 } pool_reset_mode;
 
 /* ---------------------------------------------------------------- lifecycle */
@@ -376,7 +381,8 @@ CONNPOOL_API int pool_report_error(pool_lease_t *lease, const char *sqlstate);
  *          POOL_EINVAL (NULL, nparams < 0, params NULL with nparams > 0), POOL_ESTATE,
  *          POOL_EFORKED, POOL_ENOTSUP (a custom connector), POOL_ENOMEM. *out is NULL on error.
  * A transaction opened with a BEGIN statement is ended at checkin by reset_on_return, with
- * ODBC too (where the driver's autocommit mode does not show it).
+ * ODBC too (where the driver's autocommit mode does not show it); for psqlODBC and SQLite also
+ * one sent through the lease's own SQLHDBC.
  * Thread-safety: the lease's thread. Since 1.1.
  */
 CONNPOOL_API int pool_query(pool_result_t **out, pool_lease_t *lease, const char *sql,

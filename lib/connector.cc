@@ -33,7 +33,7 @@ std::unique_ptr<connector> make_connector(const char *conninfo, const options &o
   // "odbc:" cannot begin a libpq string: a libpq key=value string starts with a key and
   // "=", and a URI with postgres(ql)://.
   if (std::strncmp(conninfo, "odbc:", 5) == 0)
-    return make_odbc_connector(conninfo + 5, opts.odbc_allow_dm_pooling);
+    return make_odbc_connector(conninfo + 5, opts.odbc_allow_dm_pooling, opts.reset);
   if (names_a_scheme(conninfo))
     throw error(POOL_ENOTSUP,
                 "connection string names an unsupported scheme (supported: postgresql://, "

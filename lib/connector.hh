@@ -111,9 +111,10 @@ std::unique_ptr<connector> make_custom_connector(pool_open_cb open, pool_close_c
                                                  pool_destroy_cb destroy, void *user_data);
 
 // unixODBC; throws error(POOL_EINVAL) if the driver manager's own pooling is on and not
-// allowed.
+// allowed. reset_on_return=discard works with PostgreSQL only; with another DBMS every
+// connect fails with POOL_EINVAL, saying so.
 std::unique_ptr<connector> make_odbc_connector(const char *connection_string,
-                                               bool allow_dm_pooling);
+                                               bool allow_dm_pooling, pool_reset_mode reset);
 
 // Which connector a connection string selects; throws POOL_ENOTSUP or POOL_EINVAL.
 std::unique_ptr<connector> make_connector(const char *conninfo, const options &opts);

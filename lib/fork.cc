@@ -1,6 +1,7 @@
 // The atfork handlers and their lock protocol (fork-safety.md §D):
-//   prepare: the connect gate (exclusive), then the registry lock, then every pool's lock in
-//            registry order;
+//   prepare: the connect gate (exclusive; connects awaited without limit, statements at most
+//            statement_wait_ms), then the registry lock, then every pool's lock in registry
+//            order; the connect turn is never held outside the gate, so it is free by then;
 //   parent:  release them all;
 //   child:   re-initialise them all (their owner is a thread that does not exist here), make
 //            every pool neutralise its inherited sockets, and start a new generation.
@@ -12,6 +13,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <ctime>
 #include <mutex>
 
 #include "pool.hh"
@@ -42,11 +45,31 @@ pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
 pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
 int gate_connects = 0;  // gate_mu: connects in progress
 int gate_forks = 0;     // gate_mu: forks waiting for the gate or holding it
-bool gate_taken_by_prepare = false;
+int gate_statements = 0;  // gate_mu: statements in progress (awaited a bounded time)
+thread_local int this_thread_statements = 0;
+// Per thread: two threads may fork at once, one of them from inside a connect (which must not
+// wait for itself), and each parent handler must undo only what its own prepare did.
+thread_local bool gate_taken_by_prepare = false;
 // How many times this thread holds the gate: it is re-entrant (an ODBC connect that fails
 // closes its handle, which takes the gate again), and a fork from inside a connect (a custom
 // open callback) must not wait for itself.
 thread_local int this_thread_holds_gate = 0;
+
+// The connect turn: a flag under a mutex, awaited on a CLOCK_MONOTONIC condvar (steady_clock's
+// clock), which init_turn_cv makes (once, and again in the child).
+pthread_mutex_t turn_mu = PTHREAD_MUTEX_INITIALIZER;
+pthread_cond_t turn_cv;
+pthread_once_t turn_once = PTHREAD_ONCE_INIT;
+bool turn_busy = false;  // turn_mu
+thread_local bool this_thread_has_turn = false;
+
+void init_turn_cv() {
+  pthread_condattr_t attr;
+  pthread_condattr_init(&attr);
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  pthread_cond_init(&turn_cv, &attr);
+  pthread_condattr_destroy(&attr);
+}
 
 void new_generation_in_child() noexcept {
   detail::generation.fetch_add(1, std::memory_order_acq_rel);
@@ -60,6 +83,17 @@ void prepare() {
     pthread_mutex_lock(&gate_mu);
     gate_forks++;
     while (gate_connects > 0) pthread_cond_wait(&gate_cv, &gate_mu);
+    // gate_cv runs on CLOCK_REALTIME: a clock step can only lengthen or shorten this bound.
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    int64_t ns = int64_t(until.tv_nsec) + int64_t(statement_wait_ms) * 1000000;
+    until.tv_sec += time_t(ns / 1000000000);
+    until.tv_nsec = long(ns % 1000000000);
+    int rc = 0;
+    while (gate_connects > 0 || (gate_statements > 0 && rc == 0)) {
+      if (gate_connects > 0) pthread_cond_wait(&gate_cv, &gate_mu);
+      else rc = pthread_cond_timedwait(&gate_cv, &gate_mu, &until);
+    }
     pthread_mutex_unlock(&gate_mu);
   }
   registry_mu.lock();
@@ -84,6 +118,10 @@ void child() {
   pthread_cond_init(&gate_cv, nullptr);  // its waiters were the parent's threads
   gate_connects = this_thread_holds_gate > 0 ? 1 : 0;  // forked inside a connect: ends here
   gate_forks = 0;
+  gate_statements = this_thread_statements > 0 ? 1 : 0;
+  pthread_mutex_init(&turn_mu, nullptr);
+  init_turn_cv();
+  turn_busy = this_thread_has_turn;
   new_generation_in_child();
 }
 
@@ -166,6 +204,51 @@ connect_gate::~connect_gate() {
   pthread_mutex_lock(&gate_mu);
   if (--gate_connects == 0) pthread_cond_broadcast(&gate_cv);
   pthread_mutex_unlock(&gate_mu);
+}
+
+statement_gate::statement_gate() noexcept {
+  if (this_thread_statements++ > 0) return;
+  pthread_mutex_lock(&gate_mu);
+  while (gate_forks > 0) pthread_cond_wait(&gate_cv, &gate_mu);
+  gate_statements++;
+  pthread_mutex_unlock(&gate_mu);
+}
+
+statement_gate::~statement_gate() {
+  if (--this_thread_statements > 0) return;
+  pthread_mutex_lock(&gate_mu);
+  if (--gate_statements == 0) pthread_cond_broadcast(&gate_cv);
+  pthread_mutex_unlock(&gate_mu);
+}
+
+connect_turn::connect_turn(std::chrono::steady_clock::time_point deadline) noexcept {
+  pthread_once(&turn_once, init_turn_cv);
+  struct timespec until = {0, 0};
+  bool bounded = deadline != std::chrono::steady_clock::time_point::max();
+  if (bounded) {
+    auto left = std::chrono::duration_cast<std::chrono::nanoseconds>(
+        deadline - std::chrono::steady_clock::now());
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    int64_t ns = int64_t(until.tv_nsec) + std::max<int64_t>(0, left.count());
+    until.tv_sec += time_t(ns / 1000000000);
+    until.tv_nsec = long(ns % 1000000000);
+  }
+  pthread_mutex_lock(&turn_mu);
+  int rc = 0;
+  while (turn_busy && rc == 0)
+    rc = bounded ? pthread_cond_timedwait(&turn_cv, &turn_mu, &until)
+                 : pthread_cond_wait(&turn_cv, &turn_mu);
+  if (!turn_busy) taken_ = turn_busy = this_thread_has_turn = true;
+  pthread_mutex_unlock(&turn_mu);
+}
+
+connect_turn::~connect_turn() {
+  if (!taken_) return;
+  pthread_mutex_lock(&turn_mu);
+  turn_busy = this_thread_has_turn = false;
+  // Every waiter, not one: one that just timed out must not swallow the wakeup of the rest.
+  pthread_cond_broadcast(&turn_cv);
+  pthread_mutex_unlock(&turn_mu);
 }
 
 }  // namespace fork_guard

@@ -6,6 +6,7 @@
 #define CONNPOOL_FORK_HH
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <mutex>
 
@@ -50,7 +51,7 @@ inline uint64_t generation() noexcept {
 #endif
 
 // Held (shared) by every connect the pool makes, and by connector calls that take a library's
-// process-wide locks (every unixODBC call); the prepare handler takes it exclusive, so no
+// process-wide locks (unixODBC's handle allocation and freeing, connect, disconnect); the prepare handler takes it exclusive, so no
 // child is born while such a call is inside OpenSSL's, GSSAPI's or unixODBC's global locks.
 // Re-entrant within a thread.
 class connect_gate {
@@ -59,6 +60,42 @@ class connect_gate {
   ~connect_gate();
   connect_gate(const connect_gate &) = delete;
   connect_gate &operator=(const connect_gate &) = delete;
+};
+
+// Held (shared) by a statement of the pool's over a driver that takes its own process-wide
+// locks for moments inside each call (psqlODBC's common_cs, at the start and end of every
+// statement). A fork waits for these at most statement_wait_ms, then goes ahead: a statement
+// still running by then is almost surely waiting for the server, inside no such lock, and a
+// 10-minute report must not freeze every fork (and every connect behind the fork). New ones
+// wait while a fork is pending, as connects do. Re-entrant within a thread; independent of
+// connect_gate (a connect_gate taken inside one waits for a pending fork, which waits for
+// this one no longer than the bound).
+constexpr int statement_wait_ms = 100;
+class statement_gate {
+ public:
+  statement_gate() noexcept;
+  ~statement_gate();
+  statement_gate(const statement_gate &) = delete;
+  statement_gate &operator=(const statement_gate &) = delete;
+};
+
+// One connect at a time in the whole process, for drivers that cannot connect on two threads
+// at once (psqlODBC calls setlocale(LC_CTYPE, "") in every connect, and glibc frees the name
+// the other thread is reading). Lock order: taken only inside the connect gate, never the
+// gate while holding or awaiting the turn; so a fork's prepare, which waits for the gate,
+// waits for every holder and waiter of the turn to leave, and none of them waits for the fork.
+// The child handler resets it. Not re-entrant.
+class connect_turn {
+ public:
+  // Waits for the turn until `deadline` (time_point::max(): no limit); taken() says if it came.
+  explicit connect_turn(std::chrono::steady_clock::time_point deadline) noexcept;
+  ~connect_turn();
+  connect_turn(const connect_turn &) = delete;
+  connect_turn &operator=(const connect_turn &) = delete;
+  bool taken() const noexcept { return taken_; }
+
+ private:
+  bool taken_ = false;
 };
 
 }  // namespace fork_guard
