@@ -251,15 +251,7 @@ void pool::close_now(void *handle) noexcept {
 }
 
 void pool::close_unlocked(lock_t &lock, handles &to_close) {
-  if (to_close.empty()) return;
-  handles closing;
-  closing.swap(to_close);
-  inside_++;
-  lock.unlock();
-  for (void *handle : closing) close_now(handle);
-  if (logs(POOL_LOG_DEBUG)) log(POOL_LOG_DEBUG, "closed %zu connection(s)", closing.size());
-  lock.lock();
-  inside_--;
+  if (!to_close.empty()) outside_lock(lock, to_close, [] {});
 }
 
 void pool::give_back(lease *l, close_reason why, bool was_out, bool retry) {
@@ -312,18 +304,23 @@ void pool::give_back(lease *l, close_reason why, bool was_out, bool retry) {
     }
   }
   if (why != close_reason::none) retire_record(l, why, to_close);
-  close_unlocked(lock, to_close);
+  // Logged before this thread leaves: once it no longer counts, another thread's checkin may
+  // release the pool, hooks_ with it (issue 14).
+  bool say_late = late && logs(POOL_LOG_WARN);
+  bool say_dead = why == close_reason::dead && logs(POOL_LOG_WARN);
+  if (!to_close.empty() || say_late || say_dead)
+    outside_lock(lock, to_close, [&] {
+      if (say_late)
+        log(POOL_LOG_WARN, "lease '%s' checked in after %.2f s (it was reported as a leak)",
+            tag[0] ? tag : "(untagged)", held_s);
+      if (say_dead)
+        log(POOL_LOG_WARN,
+            "a connection was found dead; %zu idle connection(s) opened before it closed too, "
+            "and the checked-out ones will be at checkin",
+            retired);
+    });
   bool release = !retry && releasable();
   lock.unlock();
-
-  if (late)
-    log(POOL_LOG_WARN, "lease '%s' checked in after %.2f s (it was reported as a leak)",
-        tag[0] ? tag : "(untagged)", held_s);
-  if (why == close_reason::dead)
-    log(POOL_LOG_WARN,
-        "a connection was found dead; %zu idle connection(s) opened before it closed too, "
-        "and the checked-out ones will be at checkin",
-        retired);
   if (release) delete this;
 }
 
@@ -444,11 +441,13 @@ void pool::reset() {
   retire_below(next_seq_, to_close);
   resets_total_++;
   size_t closed = to_close.size();
-  close_unlocked(lock, to_close);
+  if (!to_close.empty() || logs(POOL_LOG_INFO))  // logged while still counted inside
+    outside_lock(lock, to_close, [&] {
+      log(POOL_LOG_INFO, "pool_reset: %zu idle connection(s) closed; checked-out ones close at "
+                         "checkin", closed);
+    });
   bool release = releasable();  // disposed while the closes ran
   lock.unlock();
-  log(POOL_LOG_INFO, "pool_reset: %zu idle connection(s) closed; checked-out ones close at "
-                     "checkin", closed);
   if (release) delete this;
 }
 

@@ -203,6 +203,22 @@ class pool {
   void retire_below(uint64_t seq, handles &to_close);
   // Closes outside the lock (inside_ counted); returns with mu_ held again.
   void close_unlocked(lock_t &lock, handles &to_close);
+  // Closes to_close, then runs then() (log calls), outside the lock with this thread still
+  // counted in inside_: the pool cannot be released under them (a log call reads hooks_).
+  // Returns with mu_ held again.
+  template <class Then>
+  void outside_lock(lock_t &lock, handles &to_close, Then then) {
+    handles closing;
+    closing.swap(to_close);
+    inside_++;
+    lock.unlock();
+    for (void *handle : closing) close_now(handle);
+    if (!closing.empty() && logs(POOL_LOG_DEBUG))
+      log(POOL_LOG_DEBUG, "closed %zu connection(s)", closing.size());
+    then();
+    lock.lock();
+    inside_--;
+  }
   void close_now(void *handle) noexcept;  // no lock: on_close hook, then the connector
   bool expired(const lease *l, clock::time_point now) const {
     return l->seq < retired_below_ || now >= l->expires;

@@ -1442,6 +1442,140 @@ static void misuse_of_the_new_calls_is_an_error_with_a_message(void **state) {
     assert_int_equal(atomic_get(&F.closes), atomic_get(&F.opens));
 }
 
+/* ---------------------------------------------------------------- the last checkin's release */
+
+/* Issue 14, item 1: the checkin of the last lease of a disposed pool releases it, and no other
+ * thread may then still read the pool. A checkin logs what it found (a lease reported as a
+ * leak, a dead connection) after it has left the lock: the thread must still count as inside
+ * the pool then, or a second checkin releases the pool under the first one's log call. */
+
+static int64_t pool_destroyed; /* atomic: the connector's destroy ran (the pool is released) */
+static int64_t b_returned;     /* atomic: the test thread's checkin returned */
+static int64_t in_late_log;    /* atomic: the first checkin is in its log hook */
+static int64_t late_logs;      /* atomic */
+static int64_t log_after_release; /* atomic: a hook ran after the pool was released */
+
+static void note_destroyed(void *ud) {
+    if (ud != &F) atomic_inc(&F.misuse);
+    atomic_set(&pool_destroyed, 1);
+}
+
+static int released_or_b_returned(void *unused) {
+    (void)unused;
+    return atomic_get(&pool_destroyed) || atomic_get(&b_returned);
+}
+
+/* Records the line; in the first "checked in after" report it holds its thread until the
+ * other checkin returned or the pool was released (whichever comes first). */
+static void holding_log(int level, const char *message, void *ud) {
+    if (atomic_get(&pool_destroyed)) atomic_inc(&log_after_release);
+    h_log(level, message, ud);
+    if (strstr(message, "checked in after") && __atomic_fetch_add(&late_logs, 1, __ATOMIC_ACQ_REL) == 0) {
+        atomic_set(&in_late_log, 1);
+        await_true(released_or_b_returned, NULL, AWAIT_MS);
+    }
+}
+
+static int is_in_late_log(void *unused) {
+    (void)unused;
+    return (int)atomic_get(&in_late_log);
+}
+
+static void *checkin_run(void *p) {
+    pool_lease_t *lease = p;
+    return (void *)(intptr_t)pool_checkin(lease);
+}
+
+static void the_last_checkin_never_releases_the_pool_under_another_checkins_log(void **state) {
+    (void)state;
+    atomic_set(&pool_destroyed, 0);
+    atomic_set(&b_returned, 0);
+    atomic_set(&in_late_log, 0);
+    atomic_set(&late_logs, 0);
+    atomic_set(&log_after_release, 0);
+    pool_t *pool = NULL;
+    assert_ok(pool_create_custom(&pool, "pool_size=2 max_overflow=0 leak_threshold=0.01",
+                                 fake_open, fake_close, fake_reset, fake_ping, note_destroyed, &F));
+    pool_hooks_t h = all_hooks(POOL_LOG_WARN);
+    h.log = holding_log;
+    assert_ok(pool_set_hooks(pool, &h));
+    pool_lease_t *a = take_tagged(pool, "a"), *b = take_tagged(pool, "b");
+    await_log("possible leak", "'a'");
+    await_log("possible leak", "'b'");
+    assert_int_equal(pool_dispose(pool), POOL_EBUSY);
+    kill_conn(conn_id(a)); /* both backends gone: each checkin finds its connection dead */
+    kill_conn(conn_id(b));
+
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, checkin_run, a), 0);
+    if (!await_true(is_in_late_log, NULL, AWAIT_MS))
+        fail_msg("the first checkin never logged; the log:\n%s", all_logs());
+    assert_ok(pool_checkin(b)); /* the last lease */
+    atomic_set(&b_returned, 1);
+    void *rc;
+    pthread_join(t, &rc);
+    assert_int_equal((int)(intptr_t)rc, POOL_OK);
+    /* the first checkin's dead-connection line came, and before the pool was released */
+    assert_int_equal(logs_matching("was found dead", NULL), 2);
+    assert_int_equal(atomic_get(&log_after_release), 0);
+    assert_int_equal(atomic_get(&pool_destroyed), 1); /* released by whichever left last */
+    assert_int_equal(atomic_get(&F.closes), 2);
+    assert_int_equal(atomic_get(&F.misuse), 0);
+    assert_int_equal(atomic_get(&H.bad_user_data), 0);
+}
+
+/* The same race left to the scheduler, as issue 14 describes it (no leak report, nothing held):
+ * two leases of a disposed pool, both connections dead, checked in at once from two threads;
+ * many rounds, for the sanitizers to see a late read. */
+struct racer {
+    pool_lease_t *lease;
+    int64_t *go;
+    int rc;
+};
+
+static void *racing_checkin(void *p) {
+    struct racer *r = p;
+    while (!atomic_get(r->go)) sched_yield();
+    r->rc = pool_checkin(r->lease);
+    return NULL;
+}
+
+#define RACE_ROUNDS 300
+
+static void two_last_checkins_racing_after_dispose_release_the_pool_once(void **state) {
+    (void)state;
+    for (int round = 0; round < RACE_ROUNDS; round++) {
+        fake_init();
+        atomic_set(&pool_destroyed, 0);
+        atomic_set(&log_after_release, 0);
+        pool_t *pool = NULL;
+        assert_ok(pool_create_custom(&pool, "pool_size=2 max_overflow=0", fake_open, fake_close,
+                                     fake_reset, fake_ping, note_destroyed, &F));
+        pool_hooks_t h = all_hooks(POOL_LOG_WARN);
+        h.log = holding_log;
+        assert_ok(pool_set_hooks(pool, &h));
+        pool_lease_t *a = take(pool), *b = take(pool);
+        assert_int_equal(pool_dispose(pool), POOL_EBUSY);
+        kill_conn(conn_id(a));
+        kill_conn(conn_id(b));
+        int64_t go = 0;
+        struct racer ra = {a, &go, -1}, rb = {b, &go, -1};
+        pthread_t ta, tb;
+        assert_int_equal(pthread_create(&ta, NULL, racing_checkin, &ra), 0);
+        assert_int_equal(pthread_create(&tb, NULL, racing_checkin, &rb), 0);
+        atomic_set(&go, 1);
+        pthread_join(ta, NULL);
+        pthread_join(tb, NULL);
+        assert_int_equal(ra.rc, POOL_OK);
+        assert_int_equal(rb.rc, POOL_OK);
+        assert_int_equal(atomic_get(&pool_destroyed), 1);
+        assert_int_equal(atomic_get(&log_after_release), 0);
+        assert_int_equal(logs_matching("was found dead", NULL), 2);
+        assert_int_equal(atomic_get(&F.closes), 2);
+        assert_int_equal(atomic_get(&F.misuse), 0);
+    }
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     install_parent_watchdog();
@@ -1473,6 +1607,8 @@ int main(void) {
         T(statistics_are_exact_after_a_scripted_run),
         T(prometheus_text_is_sized_exactly_and_passes_promtool),
         T(misuse_of_the_new_calls_is_an_error_with_a_message),
+        T(the_last_checkin_never_releases_the_pool_under_another_checkins_log),
+        T(two_last_checkins_racing_after_dispose_release_the_pool_once),
     };
 #undef T
     /* CONNPOOL_TEST_FILTER=*scoped* runs only the tests whose name matches */
