@@ -39,11 +39,11 @@ pool_lease_t *pool::checkout(int64_t timeout_ms, const char *tag) {
       inside_--;
       inside = false;
     }
+    sync_with_process(lock);
     if (closed_) {
       release_if(lock, releasable());
       throw error(POOL_ECLOSED, "pool is disposed");
     }
-    sync_with_process();
     started_ = true;
     if (!maint_running_ && opts_.needs_maintenance()) start_maintenance();
     lease *l = acquire(lock, timeout_s, deadline, tag, to_close);  // returns unlocked
@@ -107,7 +107,7 @@ lease *pool::acquire(lock_t &lock, double timeout_s, lazy_deadline &deadline, co
   while (!waiters_head_) {
     clock::time_point now = coarse_now();
     lease *l = idle_.empty() ? nullptr : take_usable_idle(now, to_close);
-    if (l) lend(l, tag, holder_thread(), now);
+    if (l) lend(l, tag, holder_thread(), pthread_self(), now);
     if (!to_close.empty()) {  // expired idle connections: close them, then look again
       close_unlocked(lock, to_close);
       if (!l && closed_) {
@@ -229,7 +229,7 @@ lease *pool::open_for_checkout(clock::time_point deadline, const char *tag) {
     release_if(lock, releasable());
     throw error(POOL_ECLOSED, "pool was disposed while a connection was being opened");
   }
-  lend(l, tag, holder_thread(), coarse_now());
+  lend(l, tag, holder_thread(), pthread_self(), coarse_now());
   l->fresh = true;
   return l;
 }

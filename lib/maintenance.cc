@@ -207,8 +207,11 @@ clock::time_point pool::maintenance_pass(lock_t &lock) {
 
 void pool::wait_ready(int64_t timeout_ms) {
   lock_t lock(mu_);
-  if (closed_) throw error(POOL_ECLOSED, "pool is disposed");
-  sync_with_process();
+  sync_with_process(lock);
+  if (closed_) {
+    release_if(lock, releasable());  // disposed while it ran, as the last one inside
+    throw error(POOL_ECLOSED, "pool is disposed");
+  }
   started_ = true;
   if (!maint_running_ && opts_.needs_maintenance()) start_maintenance();
   double timeout_s = timeout_ms < 0 ? opts_.pool_timeout_s : double(timeout_ms) / 1000.0;
