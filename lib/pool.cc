@@ -131,7 +131,7 @@ pool::handles pool::adopt_child() {
   // the parent's history. Condition variables a parent's thread waited on are made anew.
   waiters_head_ = waiters_tail_ = nullptr;
   open_ = opening_ = checked_out_ = waiting_ = inside_ = 0;
-  maint_running_ = maint_stop_ = maint_kicked_ = false;
+  maint_running_ = maint_stop_ = maint_kicked_ = maint_connecting_ = false;
   maint_due_ = clock::time_point::max();
   new (&maint_cv_) std::condition_variable();
   new (&ready_cv_) std::condition_variable();

@@ -285,6 +285,7 @@ class pool {
 
   // mu_: the maintenance thread.
   bool maint_running_ = false, maint_stop_ = false, maint_kicked_ = false;
+  bool maint_connecting_ = false;  // a refill connect is in progress: dispose does not wait
   clock::time_point maint_due_ = clock::time_point::max();  // when it wakes up next
   pthread_t maint_thread_{};
   std::condition_variable maint_cv_;

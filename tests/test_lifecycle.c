@@ -1442,6 +1442,30 @@ static void misuse_of_the_new_calls_is_an_error_with_a_message(void **state) {
     assert_int_equal(atomic_get(&F.closes), atomic_get(&F.opens));
 }
 
+/* Issue 14, item 4: the maintenance thread's min_idle connect gets what a checkout's own
+ * connect gets: with pool_timeout=0 ("never wait") that is 30 s, not "connect in no time". */
+static int64_t last_open_timeout_ms = -1; /* atomic */
+
+static int timed_open(void **out, char *err, size_t len, int64_t timeout_ms, void *ud) {
+    atomic_set(&last_open_timeout_ms, timeout_ms);
+    return fake_open(out, err, len, timeout_ms, ud);
+}
+
+static void the_min_idle_refill_connects_within_the_io_bound_not_pool_timeout_zero(void **state) {
+    (void)state;
+    atomic_set(&last_open_timeout_ms, -1);
+    pool_t *pool = NULL;
+    assert_ok(pool_create_custom(&pool, "pool_size=2 min_idle=1 pool_timeout=0", timed_open,
+                                 fake_close, fake_reset, fake_ping, NULL, &F));
+    live[nlive++] = pool;
+    assert_ok(pool_wait_ready(pool, AWAIT_MS));
+    int64_t got = atomic_get(&last_open_timeout_ms);
+    if (got < 29000 || got > 30000)
+        fail_msg("the refill's open callback was given %lld ms, expected about 30000",
+                 (long long)got);
+    dispose(pool);
+}
+
 /* ---------------------------------------------------------------- the last checkin's release */
 
 /* Issue 14, item 1: the checkin of the last lease of a disposed pool releases it, and no other
@@ -1609,6 +1633,7 @@ int main(void) {
         T(misuse_of_the_new_calls_is_an_error_with_a_message),
         T(the_last_checkin_never_releases_the_pool_under_another_checkins_log),
         T(two_last_checkins_racing_after_dispose_release_the_pool_once),
+        T(the_min_idle_refill_connects_within_the_io_bound_not_pool_timeout_zero),
     };
 #undef T
     /* CONNPOOL_TEST_FILTER=*scoped* runs only the tests whose name matches */
