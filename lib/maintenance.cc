@@ -21,19 +21,18 @@
 
 namespace connpool {
 
-void pool::start_maintenance() {
+int pool::start_maintenance() {
   // Signals are for the program's threads, never ours: block them all in the new thread.
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   int rc = pthread_create(&maint_thread_, nullptr, maintenance_main, this);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  if (rc != 0)
-    throw error(POOL_ERROR, std::string("could not start the pool's maintenance thread: ") +
-                                std::strerror(rc));
+  if (rc != 0) return rc;
   maint_running_ = true;
   maint_stop_ = false;
   inside_++;
+  return 0;
 }
 
 void *pool::maintenance_main(void *self) {
@@ -225,7 +224,12 @@ void pool::wait_ready(int64_t timeout_ms) {
     throw error(POOL_ECLOSED, "pool is disposed");
   }
   started_ = true;
-  if (!maint_running_ && opts_.needs_maintenance()) start_maintenance();
+  if (!maint_running_ && opts_.needs_maintenance()) {
+    int rc = start_maintenance();  // min_idle is opened by it: no point waiting without it
+    if (rc != 0)
+      throw error(POOL_ERROR, std::string("could not start the pool's maintenance thread: ") +
+                                  std::strerror(rc));
+  }
   double timeout_s = timeout_ms < 0 ? opts_.pool_timeout_s : double(timeout_ms) / 1000.0;
   clock::time_point deadline = clock::now() + seconds(std::min(timeout_s, 1e8));
   inside_++;

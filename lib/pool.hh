@@ -237,7 +237,7 @@ class pool {
   }
 
   // The maintenance thread (maintenance.cc).
-  void start_maintenance();  // mu_
+  int start_maintenance();  // mu_; 0, or pthread_create's error
   static void *maintenance_main(void *self);
   void maintain();
   clock::time_point maintenance_pass(lock_t &lock);  // mu_; returns when it is next due
@@ -286,6 +286,10 @@ class pool {
   // mu_: the maintenance thread.
   bool maint_running_ = false, maint_stop_ = false, maint_kicked_ = false;
   bool maint_connecting_ = false;  // a refill connect is in progress: dispose does not wait
+  // The thread could not be started: checkouts go on without it, try again from then on,
+  // and the first failure is logged.
+  clock::time_point maint_retry_at_{};
+  bool maint_start_warned_ = false;
   clock::time_point maint_due_ = clock::time_point::max();  // when it wakes up next
   pthread_t maint_thread_{};
   std::condition_variable maint_cv_;

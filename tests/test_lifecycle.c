@@ -7,6 +7,9 @@
  * cmocka must not fail: they only record (under a mutex, or with atomics) what happened, and
  * the test thread checks the record. No sleeps: every wait is for a condition (await_true),
  * and where a test needs time to pass (a back-off, an age) it awaits the clock. */
+#define _GNU_SOURCE /* RTLD_NEXT */
+#include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
@@ -1466,6 +1469,101 @@ static void the_min_idle_refill_connects_within_the_io_bound_not_pool_timeout_ze
     dispose(pool);
 }
 
+/* ---------------------------------------------------------------- injected failures */
+
+/* This program's own pthread_create and operator new come first in the symbol lookup, so the
+ * library's calls reach them (they forward to the real ones, under a sanitizer its
+ * interceptors): a test can make the next thread fail to start, or the next C++ allocation
+ * throw std::bad_alloc (libstdc++'s own thrower, so the exception is a real one). */
+typedef int (*pthread_create_fn)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+static int64_t refuse_threads; /* atomic: pthread_create fails with EAGAIN */
+
+int pthread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*start)(void *),
+                   void *arg) {
+    static pthread_create_fn real;
+    if (!real) real = (pthread_create_fn)dlsym(RTLD_NEXT, "pthread_create");
+    if (atomic_get(&refuse_threads)) return EAGAIN;
+    return real(thread, attr, start, arg);
+}
+
+static int64_t fail_next_new; /* atomic: the next operator new throws */
+
+void *_Znwm(size_t size); /* operator new(size_t) */
+void *_Znwm(size_t size) {
+    static void *(*real)(size_t);
+    if (__atomic_exchange_n(&fail_next_new, 0, __ATOMIC_ACQ_REL)) {
+        void (*throw_bad_alloc)(void) =
+            (void (*)(void))dlsym(RTLD_DEFAULT, "_ZSt17__throw_bad_allocv");
+        if (throw_bad_alloc) throw_bad_alloc();
+        abort(); /* no libstdc++: cannot happen, the library links it */
+    }
+    if (!real) real = (void *(*)(size_t))dlsym(RTLD_NEXT, "_Znwm");
+    return real(size);
+}
+
+/* An open that succeeds, and arms the failure of the library's next allocation: the record
+ * for the new connection. */
+static int open_then_no_memory(void **out, char *err, size_t len, int64_t timeout_ms, void *ud) {
+    int rc = fake_open(out, err, len, timeout_ms, ud);
+    if (rc == 0 && atomic_get(&F.opens) == 1) atomic_set(&fail_next_new, 1);
+    return rc;
+}
+
+/* Issue 14, item 5: std::bad_alloc after the driver's connect succeeded: the checkout fails
+ * with POOL_ENOMEM, the new connection is closed and its capacity slot comes back. */
+static void no_memory_after_a_connect_closes_the_connection_and_frees_its_slot(void **state) {
+    (void)state;
+    skip_under_valgrind(); /* its allocator replaces operator new: nothing to inject */
+    pool_t *pool = NULL;
+    assert_ok(pool_create_custom(&pool, "pool_size=1 max_overflow=0", open_then_no_memory,
+                                 fake_close, fake_reset, fake_ping, NULL, &F));
+    live[nlive++] = pool;
+    pool_lease_t *lease = NULL;
+    assert_int_equal(pool_checkout(&lease, pool, AWAIT_MS), POOL_ENOMEM);
+    assert_null(lease);
+    assert_int_equal(atomic_get(&fail_next_new), 0); /* the injection was used */
+    assert_int_equal(atomic_get(&F.opens), 1);
+    assert_true(is_closed(1)); /* not leaked */
+    pool_stats_t st = stats_of(pool);
+    assert_int_equal(st.opening, 0);
+    assert_int_equal(st.checked_out, 0);
+    assert_int_equal(st.idle, 0);
+    /* the one slot is free again: the next checkout opens at once instead of timing out */
+    assert_ok(pool_checkout(&lease, pool, 100));
+    assert_int_equal(conn_id(lease), 2);
+    assert_ok(pool_checkin(lease));
+    dispose(pool);
+}
+
+/* Issue 14, item 6: a checkout does not need the maintenance thread: if it cannot be started,
+ * checkouts work without it, and the failure is logged once. */
+static void checkouts_work_when_the_maintenance_thread_cannot_start(void **state) {
+    (void)state;
+    pool_t *pool = make_pool_with_hooks("pool_size=2 leak_threshold=30", POOL_LOG_WARN);
+    atomic_set(&refuse_threads, 1);
+    pool_lease_t *a = NULL;
+    int rc = pool_checkout(&a, pool, AWAIT_MS);
+    atomic_set(&refuse_threads, 0);
+    if (rc != POOL_OK) fail_msg("checkout: %s: %s", pool_error_name(rc), pool_last_error());
+    atomic_set(&refuse_threads, 1);
+    pool_lease_t *b = NULL;
+    rc = pool_checkout(&b, pool, AWAIT_MS);
+    atomic_set(&refuse_threads, 0);
+    if (rc != POOL_OK) fail_msg("second checkout: %s: %s", pool_error_name(rc), pool_last_error());
+    assert_ok(pool_checkin(a));
+    assert_ok(pool_checkin(b));
+    assert_int_equal(logs_matching("could not start the pool's maintenance thread", "Resource"), 1);
+    dispose(pool);
+    /* wait_ready needs the thread (it opens min_idle): it says so */
+    pool_t *ready = make_pool("pool_size=1 min_idle=1");
+    atomic_set(&refuse_threads, 1);
+    rc = pool_wait_ready(ready, 0);
+    atomic_set(&refuse_threads, 0);
+    assert_int_equal(rc, POOL_ERROR);
+    assert_contains(pool_last_error(), "maintenance thread");
+    dispose(ready);
+}
+
 /* ---------------------------------------------------------------- the last checkin's release */
 
 /* Issue 14, item 1: the checkin of the last lease of a disposed pool releases it, and no other
@@ -1634,6 +1732,8 @@ int main(void) {
         T(the_last_checkin_never_releases_the_pool_under_another_checkins_log),
         T(two_last_checkins_racing_after_dispose_release_the_pool_once),
         T(the_min_idle_refill_connects_within_the_io_bound_not_pool_timeout_zero),
+        T(no_memory_after_a_connect_closes_the_connection_and_frees_its_slot),
+        T(checkouts_work_when_the_maintenance_thread_cannot_start),
     };
 #undef T
     /* CONNPOOL_TEST_FILTER=*scoped* runs only the tests whose name matches */
