@@ -1546,6 +1546,12 @@ static int child_adopts_with_the_lock_free(void *arg) {
 
 static void a_child_discards_inherited_connections_outside_the_pool_lock(void **state) {
     (void)state;
+#ifdef __SANITIZE_THREAD__
+    /* The probe is a thread started in the child, and TSan's model of a child's locks keeps
+     * the owner the prepare handler gave them (the forking thread): the probe's lock is
+     * reported as a double lock. Runs in the plain and ASan builds. */
+    skip();
+#endif
     char app[64];
     app_name(app, sizeof app, "fk_unlocked_discard");
     PGconn *monitor = monitor_connect();
