@@ -218,9 +218,9 @@ clock::time_point pool::maintenance_pass(lock_t &lock) {
 
 void pool::wait_ready(int64_t timeout_ms) {
   lock_t lock(mu_);
-  sync_with_process(lock);
+  bool unlocked = sync_with_process(lock);
   if (closed_) {
-    release_if(lock, releasable());  // disposed while it ran, as the last one inside
+    if (unlocked) release_if(lock, releasable());  // disposed meanwhile: the last one inside
     throw error(POOL_ECLOSED, "pool is disposed");
   }
   started_ = true;

@@ -82,10 +82,10 @@ void pool::neutralise_sockets() noexcept {
   }
 }
 
-void pool::sync_with_process(lock_t &lock) {
-  if (generation_ == fork_guard::generation()) return;
+bool pool::sync_with_process(lock_t &lock) {
+  if (generation_ == fork_guard::generation()) return false;
   handles inherited = adopt_child();
-  if (inherited.empty()) return;
+  if (inherited.empty()) return false;
   // discard_inherited() sends nothing (the socket is /dev/null), but it is a driver call
   // (PQfinish), and none runs under the pool lock.
   inside_++;
@@ -93,6 +93,7 @@ void pool::sync_with_process(lock_t &lock) {
   for (void *handle : inherited) connector_->discard_inherited(handle);
   lock.lock();
   inside_--;
+  return true;
 }
 
 // The child's procedure, at its first call into the pool. Idle inherited connections are
@@ -472,9 +473,9 @@ void *pool::native(const pool_lease_t *handle) noexcept {
 void pool::reset() {
   handles to_close;
   lock_t lock(mu_);
-  sync_with_process(lock);
+  bool unlocked = sync_with_process(lock);
   if (closed_) {
-    release_if(lock, releasable());  // disposed while it ran, as the last one inside
+    if (unlocked) release_if(lock, releasable());  // disposed meanwhile: the last one inside
     throw error(POOL_ECLOSED, "pool is disposed");
   }
   retire_below(next_seq_, to_close);
@@ -521,9 +522,9 @@ void pool::log_from_connector(void *self, int level, const char *message) noexce
 int pool::dispose() {
   handles to_close;
   lock_t lock(mu_);
-  sync_with_process(lock);
+  bool unlocked = sync_with_process(lock);
   if (closed_) {
-    release_if(lock, releasable());  // disposed while it ran, as the last one inside
+    if (unlocked) release_if(lock, releasable());  // disposed meanwhile: the last one inside
     throw error(POOL_ECLOSED, "pool is already disposed");
   }
   closed_ = true;
@@ -557,7 +558,7 @@ void pool::stats(pool_stats_t *out) {
   pool_stats_t s{};
   {
     lock_t lock(mu_);
-    sync_with_process(lock);
+    bool unlocked = sync_with_process(lock);
     s.pool_size = opts_.pool_size;
     s.max_overflow = opts_.max_overflow;
     s.checked_out = checked_out_;
@@ -590,7 +591,7 @@ void pool::stats(pool_stats_t *out) {
     s.rejected_total = rejected_total_;
     // A dispose that ran while sync_with_process() had the lock released left the release
     // to this thread.
-    if (releasable()) {
+    if (unlocked && releasable()) {
       lock.unlock();
       delete this;
     }

@@ -196,8 +196,9 @@ class pool {
   void release_if(lock_t &lock, bool release);  // unlocks; deletes the pool if asked
   // mu_: adopts the child's reality after a fork. The inherited connections are discarded
   // outside the lock (a driver call: PQfinish), this thread counted in inside_ meanwhile; so
-  // the lock is released and taken again, and the caller must look at closed_ after it.
-  void sync_with_process(lock_t &lock);
+  // the lock may be released and taken again (true if it was): the caller must look at
+  // closed_ after it, and then release the pool if a dispose meanwhile left that to it.
+  bool sync_with_process(lock_t &lock);
   handles adopt_child();              // mu_: returns the inherited connections to discard
   void neutralise_sockets() noexcept; // mu_ or the child handler
   static void drop_inherited(lease *l);
