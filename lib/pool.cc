@@ -52,10 +52,11 @@ pool::pool(std::unique_ptr<connector> conn, const options &opts)
 }
 
 pool::~pool() {
-  // Only inherited connections can be left (everything else closed before the release):
-  // those lent before a fork to threads that do not exist in this child.
-  for (const std::unique_ptr<lease> &l : records_)
-    if (l->handle) connector_->discard_inherited(l->handle);
+  // Only inherited connections can be left here (everything else is closed before the
+  // release): those lent before a fork to threads that do not exist in this child. They are
+  // leaked, never discarded: their holder may have been inside a driver call on them at the
+  // fork (mid-query, mid-TLS record), a state no driver call can be trusted with. About 37 KB
+  // each, 107 KB with TLS (fork-safety.md, section 3).
   fork_guard::unregister_pool(this);
   magic_ = 0;
 }
@@ -101,8 +102,8 @@ bool pool::sync_with_process(lock_t &lock) {
 // (the only one of the parent's threads that exists here) may still come back: it is counted
 // in inherited_out_ and discarded at its checkin. One lent to any other thread cannot: it
 // does not hold the pool (pool_dispose() releases it regardless), and its connection is
-// discarded at its checkin if it ever comes (a lease moved to the forking thread) or at the
-// pool's release.
+// discarded at its checkin if one ever comes (a lease moved to the forking thread), else
+// leaked (~pool).
 pool::handles pool::adopt_child() {
   handles inherited_idle;
   inherited_idle.reserve(records_.size());  // nothing below throws
