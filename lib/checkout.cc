@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <string>
 
 #include "error.hh"
@@ -39,13 +40,32 @@ pool_lease_t *pool::checkout(int64_t timeout_ms, const char *tag) {
       inside_--;
       inside = false;
     }
+    sync_with_process(lock);
     if (closed_) {
       release_if(lock, releasable());
       throw error(POOL_ECLOSED, "pool is disposed");
     }
-    sync_with_process();
     started_ = true;
-    if (!maint_running_ && opts_.needs_maintenance()) start_maintenance();
+    if (!maint_running_ && opts_.needs_maintenance() && coarse_now() >= maint_retry_at_) {
+      // A checkout does not need the maintenance thread: without it the pool only loses
+      // min_idle, idle_timeout and leak reports until a later checkout (a second on) starts it.
+      int rc = start_maintenance();
+      if (rc != 0) {
+        maint_retry_at_ = coarse_now() + std::chrono::seconds(1);
+        if (!maint_start_warned_) {
+          maint_start_warned_ = true;
+          inside_++;  // logged outside the lock; the loop's top uncounts it and looks again
+          inside = true;
+          lock.unlock();
+          log(POOL_LOG_WARN,
+              "could not start the pool's maintenance thread (%s): checkouts go on without it "
+              "(no min_idle, idle_timeout or leak reports) and retry it at most once a second",
+              std::strerror(rc));
+          lock.lock();
+          continue;
+        }
+      }
+    }
     lease *l = acquire(lock, timeout_s, deadline, tag, to_close);  // returns unlocked
     close_reason why = close_reason::none;
     if (!l->fresh && opts_.pre_ping) {
@@ -107,7 +127,7 @@ lease *pool::acquire(lock_t &lock, double timeout_s, lazy_deadline &deadline, co
   while (!waiters_head_) {
     clock::time_point now = coarse_now();
     lease *l = idle_.empty() ? nullptr : take_usable_idle(now, to_close);
-    if (l) lend(l, tag, holder_thread(), now);
+    if (l) lend(l, tag, holder_thread(), pthread_self(), now);
     if (!to_close.empty()) {  // expired idle connections: close them, then look again
       close_unlocked(lock, to_close);
       if (!l && closed_) {
@@ -229,7 +249,7 @@ lease *pool::open_for_checkout(clock::time_point deadline, const char *tag) {
     release_if(lock, releasable());
     throw error(POOL_ECLOSED, "pool was disposed while a connection was being opened");
   }
-  lend(l, tag, holder_thread(), coarse_now());
+  lend(l, tag, holder_thread(), pthread_self(), coarse_now());
   l->fresh = true;
   return l;
 }
@@ -317,16 +337,28 @@ lease *pool::open_connection(clock::time_point deadline) {
       throw;
     }
     lock_t lock(mu_);
-    opening_--;
-    open_++;  // counted as open from here: capacity does not change
     if (free_records_.empty()) {
-      records_.push_back(std::make_unique<lease>());
+      try {
+        auto record = std::make_unique<lease>();
+        // free_records_ never holds more than records_: with room for all of them, giving a
+        // record back (under the lock, in paths that must not fail) never allocates.
+        free_records_.reserve(records_.size() + 1);
+        records_.push_back(std::move(record));
+      } catch (...) {  // bad_alloc: the connection and its slot must not leak
+        opening_--;
+        grant_slot_to_next_waiter();
+        lock.unlock();
+        connector_->close(handle);  // no on_close: on_connect never ran
+        throw;
+      }
       l = records_.back().get();
       l->owner = this;
     } else {
       l = free_records_.back();
       free_records_.pop_back();
     }
+    opening_--;
+    open_++;  // counted as open from here: capacity does not change
     l->handle = handle;
     l->native = connector_->native(handle);
     l->invalidated = l->leak_reported = false;

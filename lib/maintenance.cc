@@ -2,7 +2,9 @@
 // leak_threshold). It sleeps until the next thing is due or it is woken, decides under the
 // lock, and does its I/O (connects, closes, log calls) without it. It counts in inside_ for
 // its whole life, so the pool cannot be released under it; pool_dispose() stops and joins
-// it. In a forked child it does not exist: adopt_child() forgets it and the child's next
+// it, except during a refill connect, which may wait on the network for up to pool_timeout:
+// dispose never blocks on the network, so it detaches the thread, which finishes the
+// connect, closes that connection, and releases the pool if it is the last one inside. In a forked child it does not exist: adopt_child() forgets it and the child's next
 // checkout starts a new one.
 #include <poll.h>
 #include <pthread.h>
@@ -19,19 +21,18 @@
 
 namespace connpool {
 
-void pool::start_maintenance() {
+int pool::start_maintenance() {
   // Signals are for the program's threads, never ours: block them all in the new thread.
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   int rc = pthread_create(&maint_thread_, nullptr, maintenance_main, this);
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  if (rc != 0)
-    throw error(POOL_ERROR, std::string("could not start the pool's maintenance thread: ") +
-                                std::strerror(rc));
+  if (rc != 0) return rc;
   maint_running_ = true;
   maint_stop_ = false;
   inside_++;
+  return 0;
 }
 
 void *pool::maintenance_main(void *self) {
@@ -52,8 +53,10 @@ void pool::stop_maintenance(lock_t &lock) {
   maint_stop_ = true;
   maint_cv_.notify_one();
   pthread_t thread = maint_thread_;
-  if (pthread_equal(thread, pthread_self())) {  // dispose from a hook it runs
-    pthread_detach(thread);  // it ends after the hook returns, and releases the pool
+  // Dispose from a hook it runs, or while it waits for a connect: it ends once that returns,
+  // and releases the pool if it leaves last.
+  if (pthread_equal(thread, pthread_self()) || maint_connecting_) {
+    pthread_detach(thread);
     return;
   }
   lock.unlock();
@@ -171,13 +174,18 @@ clock::time_point pool::maintenance_pass(lock_t &lock) {
 
   // Toward min_idle, by one connection per round; never beyond pool_size on its own, never
   // while a checkout waits (it opens its own), and within the fail-fast rules.
-  bool refill = int64_t(idle_.size()) < opts_.min_idle &&
+  // Never once stopping: a dispose that came while the lock was released (close_hung_up_idle)
+  // saw no connect in progress and waits to join.
+  bool refill = !maint_stop_ && int64_t(idle_.size()) < opts_.min_idle &&
                 open_ + opening_ < opts_.pool_size && has_capacity() && !waiters_head_;
   if (refill && !may_connect(now)) {
     refill = false;  // the retry's end wakes us, or the window's
     if (!probe_in_flight_) due_at(fail_fast_until_);
   }
-  if (refill) opening_++;
+  if (refill) {
+    opening_++;
+    maint_connecting_ = true;
+  }
   // Wake up at least once a second while short of min_idle, in case nothing else does (a
   // refill blocked by waiters or capacity, a failed connect without fail-fast); at least
   // hourly anyway, well inside the clock's range.
@@ -194,7 +202,9 @@ clock::time_point pool::maintenance_pass(lock_t &lock) {
   bool opened = false;
   if (refill) {
     try {
-      lease *l = open_connection(clock::now() + seconds(opts_.pool_timeout_s));
+      // pool_timeout=0 means "never wait for another thread's connection", not "connect in
+      // no time": the same bound as a checkout's own connect.
+      lease *l = open_connection(clock::now() + seconds(opts_.io_bound_s()));
       give_back(l, close_reason::none, false);
       opened = true;
     } catch (...) {
@@ -202,15 +212,24 @@ clock::time_point pool::maintenance_pass(lock_t &lock) {
     }
   }
   lock.lock();
+  maint_connecting_ = false;
   return opened ? clock::now() : due;
 }
 
 void pool::wait_ready(int64_t timeout_ms) {
   lock_t lock(mu_);
-  if (closed_) throw error(POOL_ECLOSED, "pool is disposed");
-  sync_with_process();
+  bool unlocked = sync_with_process(lock);
+  if (closed_) {
+    if (unlocked) release_if(lock, releasable());  // disposed meanwhile: the last one inside
+    throw error(POOL_ECLOSED, "pool is disposed");
+  }
   started_ = true;
-  if (!maint_running_ && opts_.needs_maintenance()) start_maintenance();
+  if (!maint_running_ && opts_.needs_maintenance()) {
+    int rc = start_maintenance();  // min_idle is opened by it: no point waiting without it
+    if (rc != 0)
+      throw error(POOL_ERROR, std::string("could not start the pool's maintenance thread: ") +
+                                  std::strerror(rc));
+  }
   double timeout_s = timeout_ms < 0 ? opts_.pool_timeout_s : double(timeout_ms) / 1000.0;
   clock::time_point deadline = clock::now() + seconds(std::min(timeout_s, 1e8));
   inside_++;

@@ -52,6 +52,11 @@ pool::pool(std::unique_ptr<connector> conn, const options &opts)
 }
 
 pool::~pool() {
+  // Only inherited connections can be left here (everything else is closed before the
+  // release): those lent before a fork to threads that do not exist in this child. They are
+  // leaked, never discarded: their holder may have been inside a driver call on them at the
+  // fork (mid-query, mid-TLS record), a state no driver call can be trusted with. About 37 KB
+  // each, 107 KB with TLS (fork-safety.md, section 3).
   fork_guard::unregister_pool(this);
   magic_ = 0;
 }
@@ -60,6 +65,8 @@ pool::~pool() {
 // thread that does not exist here: re-initialise it, never unlock it.
 void pool::reinit_in_child() noexcept {
   fork_guard::reinit_mutex_in_child(mu_);
+  forked_by_ = pthread_self();
+  forked_by_known_ = true;
   neutralise_sockets();
 }
 
@@ -76,15 +83,35 @@ void pool::neutralise_sockets() noexcept {
   }
 }
 
-void pool::sync_with_process() {
-  if (generation_ != fork_guard::generation()) adopt_child();
+bool pool::sync_with_process(lock_t &lock) {
+  if (generation_ == fork_guard::generation()) return false;
+  handles inherited = adopt_child();
+  if (inherited.empty()) return false;
+  // discard_inherited() sends nothing (the socket is /dev/null), but it is a driver call
+  // (PQfinish), and none runs under the pool lock.
+  inside_++;
+  lock.unlock();
+  for (void *handle : inherited) connector_->discard_inherited(handle);
+  lock.lock();
+  inside_--;
+  return true;
 }
 
 // The child's procedure, at its first call into the pool. Idle inherited connections are
-// discarded here, under the lock: discard_inherited() does no network I/O (the socket is
-// /dev/null). Leases lent before the fork are counted and discarded at their checkin.
-void pool::adopt_child() {
+// returned for the caller to discard. A lease lent before the fork to the forking thread
+// (the only one of the parent's threads that exists here) may still come back: it is counted
+// in inherited_out_ and discarded at its checkin. One lent to any other thread cannot: it
+// does not hold the pool (pool_dispose() releases it regardless), and its connection is
+// discarded at its checkin if one ever comes (a lease moved to the forking thread), else
+// leaked (~pool).
+pool::handles pool::adopt_child() {
+  handles inherited_idle;
+  inherited_idle.reserve(records_.size());  // nothing below throws
   neutralise_sockets();  // a fork that ran no handler has not done it yet
+  // Without the handler (_Fork, a raw clone) the child's first call comes from the thread
+  // that forked, the only one a child of such a fork may run before it execs.
+  pthread_t survivor = forked_by_known_ ? forked_by_ : pthread_self();
+  forked_by_known_ = false;
   // Every record with a connection: idle, lent, being opened or closed by a parent's thread
   // (that thread does not exist here).
   int64_t inherited = 0;
@@ -94,9 +121,10 @@ void pool::adopt_child() {
     if (!l->handle) continue;
     inherited++;
     if (l->state.load(std::memory_order_relaxed) & 1) {
-      inherited_out_++;
+      l->inherited_blocks = pthread_equal(l->holder, survivor) != 0;
+      if (l->inherited_blocks) inherited_out_++;
     } else {
-      connector_->discard_inherited(l->handle);
+      inherited_idle.push_back(l->handle);
       l->handle = nullptr;
       free_records_.push_back(l.get());
     }
@@ -105,7 +133,7 @@ void pool::adopt_child() {
   // the parent's history. Condition variables a parent's thread waited on are made anew.
   waiters_head_ = waiters_tail_ = nullptr;
   open_ = opening_ = checked_out_ = waiting_ = inside_ = 0;
-  maint_running_ = maint_stop_ = maint_kicked_ = false;
+  maint_running_ = maint_stop_ = maint_kicked_ = maint_connecting_ = false;
   maint_due_ = clock::time_point::max();
   new (&maint_cv_) std::condition_variable();
   new (&ready_cv_) std::condition_variable();
@@ -121,6 +149,7 @@ void pool::adopt_child() {
   reset_closed_total_ = resets_total_ = leaks_total_ = fast_fails_total_ = rejected_total_ = 0;
   inherited_total_ = inherited;
   generation_ = fork_guard::generation();
+  return inherited_idle;
 }
 
 // The record's slot at the serial of its current checkout (lend() set it).
@@ -153,7 +182,8 @@ bool pool::has_capacity() const {
   return open_ + opening_ < int64_t(opts_.pool_size) + opts_.max_overflow;
 }
 
-void pool::lend(lease *l, const char *tag, pid_t thread, clock::time_point now) {
+void pool::lend(lease *l, const char *tag, pid_t thread, pthread_t holder,
+                clock::time_point now) {
   uint64_t serial = (l->state.load(std::memory_order_relaxed) >> 1) + 1;
   l->invalidated = false;
   l->scoped = false;
@@ -163,6 +193,7 @@ void pool::lend(lease *l, const char *tag, pid_t thread, clock::time_point now) 
   l->generation = generation_;
   l->lent_at = now;
   l->thread = thread;  // 0 unless leak_threshold: only leak reports name it
+  l->holder = holder;
   copy_tag(l->tag, tag);
   l->state.store(serial << 1 | 1, std::memory_order_release);
   checked_out_++;
@@ -251,15 +282,7 @@ void pool::close_now(void *handle) noexcept {
 }
 
 void pool::close_unlocked(lock_t &lock, handles &to_close) {
-  if (to_close.empty()) return;
-  handles closing;
-  closing.swap(to_close);
-  inside_++;
-  lock.unlock();
-  for (void *handle : closing) close_now(handle);
-  if (logs(POOL_LOG_DEBUG)) log(POOL_LOG_DEBUG, "closed %zu connection(s)", closing.size());
-  lock.lock();
-  inside_--;
+  if (!to_close.empty()) outside_lock(lock, to_close, [] {});
 }
 
 void pool::give_back(lease *l, close_reason why, bool was_out, bool retry) {
@@ -297,7 +320,7 @@ void pool::give_back(lease *l, close_reason why, bool was_out, bool retry) {
     if (waiters_head_) {  // direct hand-off to the longest waiter
       waiter *w = waiters_head_;
       unlink(w);
-      lend(l, w->tag, w->thread, now);
+      lend(l, w->tag, w->thread, w->self, now);
       w->handed = l;
       w->cv.notify_one();
     } else if (int64_t(idle_.size()) < opts_.pool_size) {
@@ -312,18 +335,23 @@ void pool::give_back(lease *l, close_reason why, bool was_out, bool retry) {
     }
   }
   if (why != close_reason::none) retire_record(l, why, to_close);
-  close_unlocked(lock, to_close);
+  // Logged before this thread leaves: once it no longer counts, another thread's checkin may
+  // release the pool, hooks_ with it (issue 14).
+  bool say_late = late && logs(POOL_LOG_WARN);
+  bool say_dead = why == close_reason::dead && logs(POOL_LOG_WARN);
+  if (!to_close.empty() || say_late || say_dead)
+    outside_lock(lock, to_close, [&] {
+      if (say_late)
+        log(POOL_LOG_WARN, "lease '%s' checked in after %.2f s (it was reported as a leak)",
+            tag[0] ? tag : "(untagged)", held_s);
+      if (say_dead)
+        log(POOL_LOG_WARN,
+            "a connection was found dead; %zu idle connection(s) opened before it closed too, "
+            "and the checked-out ones will be at checkin",
+            retired);
+    });
   bool release = !retry && releasable();
   lock.unlock();
-
-  if (late)
-    log(POOL_LOG_WARN, "lease '%s' checked in after %.2f s (it was reported as a leak)",
-        tag[0] ? tag : "(untagged)", held_s);
-  if (why == close_reason::dead)
-    log(POOL_LOG_WARN,
-        "a connection was found dead; %zu idle connection(s) opened before it closed too, "
-        "and the checked-out ones will be at checkin",
-        retired);
   if (release) delete this;
 }
 
@@ -355,15 +383,22 @@ void pool::checkin(pool_lease_t *handle, bool allow_scoped) {
 void pool::drop_inherited(lease *l) {
   pool *p = l->owner;
   lock_t lock(p->mu_);
-  p->sync_with_process();  // counts this lease among the inherited ones if not done yet
+  p->sync_with_process(lock);  // counts this lease among the inherited ones if not done yet
   uint64_t state = l->state.load(std::memory_order_acquire);
   if (!(state & 1) ||
       !l->state.compare_exchange_strong(state, state & ~uint64_t(1), std::memory_order_acq_rel))
     throw error(POOL_ESTATE, "lease is not checked out (checked in twice, or not a lease)");
-  p->connector_->discard_inherited(l->handle);  // no network I/O: see adopt_child()
+  void *handle = l->handle;
   l->handle = nullptr;
   p->free_records_.push_back(l);
-  p->inherited_out_--;
+  if (l->inherited_blocks) p->inherited_out_--;
+  l->inherited_blocks = false;
+  // Outside the lock (a driver call), still counted inside; no network I/O: see adopt_child()
+  p->inside_++;
+  lock.unlock();
+  p->connector_->discard_inherited(handle);
+  lock.lock();
+  p->inside_--;
   p->release_if(lock, p->releasable());
 }
 
@@ -439,16 +474,21 @@ void *pool::native(const pool_lease_t *handle) noexcept {
 void pool::reset() {
   handles to_close;
   lock_t lock(mu_);
-  if (closed_) throw error(POOL_ECLOSED, "pool is disposed");
-  sync_with_process();
+  bool unlocked = sync_with_process(lock);
+  if (closed_) {
+    if (unlocked) release_if(lock, releasable());  // disposed meanwhile: the last one inside
+    throw error(POOL_ECLOSED, "pool is disposed");
+  }
   retire_below(next_seq_, to_close);
   resets_total_++;
   size_t closed = to_close.size();
-  close_unlocked(lock, to_close);
+  if (!to_close.empty() || logs(POOL_LOG_INFO))  // logged while still counted inside
+    outside_lock(lock, to_close, [&] {
+      log(POOL_LOG_INFO, "pool_reset: %zu idle connection(s) closed; checked-out ones close at "
+                         "checkin", closed);
+    });
   bool release = releasable();  // disposed while the closes ran
   lock.unlock();
-  log(POOL_LOG_INFO, "pool_reset: %zu idle connection(s) closed; checked-out ones close at "
-                     "checkin", closed);
   if (release) delete this;
 }
 
@@ -483,8 +523,11 @@ void pool::log_from_connector(void *self, int level, const char *message) noexce
 int pool::dispose() {
   handles to_close;
   lock_t lock(mu_);
-  if (closed_) throw error(POOL_ECLOSED, "pool is already disposed");
-  sync_with_process();
+  bool unlocked = sync_with_process(lock);
+  if (closed_) {
+    if (unlocked) release_if(lock, releasable());  // disposed meanwhile: the last one inside
+    throw error(POOL_ECLOSED, "pool is already disposed");
+  }
   closed_ = true;
   while (waiters_head_) {
     waiter *w = waiters_head_;
@@ -515,8 +558,8 @@ int pool::dispose() {
 void pool::stats(pool_stats_t *out) {
   pool_stats_t s{};
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    sync_with_process();
+    lock_t lock(mu_);
+    bool unlocked = sync_with_process(lock);
     s.pool_size = opts_.pool_size;
     s.max_overflow = opts_.max_overflow;
     s.checked_out = checked_out_;
@@ -547,6 +590,12 @@ void pool::stats(pool_stats_t *out) {
     s.leaks_total = leaks_total_;
     s.fast_fails_total = fast_fails_total_;
     s.rejected_total = rejected_total_;
+    // A dispose that ran while sync_with_process() had the lock released left the release
+    // to this thread.
+    if (unlocked && releasable()) {
+      lock.unlock();
+      delete this;
+    }
   }
   size_t n = size_t(out->size) < sizeof s ? size_t(out->size) : sizeof s;
   s.size = int64_t(n);

@@ -76,6 +76,9 @@ struct lease {
   clock::time_point lent_at;   // mu_ (coarse)
   clock::time_point idle_since;  // mu_ (coarse)
   pid_t thread = 0;            // mu_: the holder's thread id
+  pthread_t holder{};          // mu_: the thread it was lent to (who survives a fork: adopt_child)
+  bool inherited_blocks = false;  // mu_: lent at a fork by the forking thread: counted in
+                                  // inherited_out_ until it comes back
   char tag[tag_size] = "";     // mu_
 };
 
@@ -116,6 +119,10 @@ class pool {
   void unlock_after_fork() { mu_.unlock(); }
   void reinit_in_child() noexcept;
   pool *registry_next = nullptr, *registry_prev = nullptr;  // fork.cc's registry lock
+  // Set by reinit_in_child(): the thread that forked, the only one of the parent's threads
+  // that exists in the child (a fork that ran no handler leaves it unset).
+  pthread_t forked_by_{};
+  bool forked_by_known_ = false;
 
  private:
   // A thread blocked in checkout. Lives on that thread's stack; linked under mu_. Whoever
@@ -126,6 +133,7 @@ class pool {
     std::condition_variable cv;
     const char *tag = nullptr;  // for lend() at a hand-off: the waiting checkout's tag
     pid_t thread = 0;
+    pthread_t self = pthread_self();
     lease *handed = nullptr;  // a connection passed straight from a checkin
     bool may_open = false;    // a slot reserved for this waiter (opening_ counts it)
     bool closed = false;      // the pool was disposed
@@ -179,14 +187,19 @@ class pool {
 
   bool has_capacity() const;          // mu_
   lease *take_idle();                 // mu_
-  void lend(lease *l, const char *tag, pid_t thread, clock::time_point now);  // mu_
+  void lend(lease *l, const char *tag, pid_t thread, pthread_t holder,
+            clock::time_point now);  // mu_
   void grant_slot_to_next_waiter();   // mu_
   void unlink(waiter *w);             // mu_
   bool releasable() const;            // mu_
   bool leave_and_check_release();     // mu_
   void release_if(lock_t &lock, bool release);  // unlocks; deletes the pool if asked
-  void sync_with_process();           // mu_: adopts the child's reality after a fork
-  void adopt_child();                 // mu_
+  // mu_: adopts the child's reality after a fork. The inherited connections are discarded
+  // outside the lock (a driver call: PQfinish), this thread counted in inside_ meanwhile; so
+  // the lock may be released and taken again (true if it was): the caller must look at
+  // closed_ after it, and then release the pool if a dispose meanwhile left that to it.
+  bool sync_with_process(lock_t &lock);
+  handles adopt_child();              // mu_: returns the inherited connections to discard
   void neutralise_sockets() noexcept; // mu_ or the child handler
   static void drop_inherited(lease *l);
 
@@ -203,13 +216,29 @@ class pool {
   void retire_below(uint64_t seq, handles &to_close);
   // Closes outside the lock (inside_ counted); returns with mu_ held again.
   void close_unlocked(lock_t &lock, handles &to_close);
+  // Closes to_close, then runs then() (log calls), outside the lock with this thread still
+  // counted in inside_: the pool cannot be released under them (a log call reads hooks_).
+  // Returns with mu_ held again.
+  template <class Then>
+  void outside_lock(lock_t &lock, handles &to_close, Then then) {
+    handles closing;
+    closing.swap(to_close);
+    inside_++;
+    lock.unlock();
+    for (void *handle : closing) close_now(handle);
+    if (!closing.empty() && logs(POOL_LOG_DEBUG))
+      log(POOL_LOG_DEBUG, "closed %zu connection(s)", closing.size());
+    then();
+    lock.lock();
+    inside_--;
+  }
   void close_now(void *handle) noexcept;  // no lock: on_close hook, then the connector
   bool expired(const lease *l, clock::time_point now) const {
     return l->seq < retired_below_ || now >= l->expires;
   }
 
   // The maintenance thread (maintenance.cc).
-  void start_maintenance();  // mu_
+  int start_maintenance();  // mu_; 0, or pthread_create's error
   static void *maintenance_main(void *self);
   void maintain();
   clock::time_point maintenance_pass(lock_t &lock);  // mu_; returns when it is next due
@@ -257,6 +286,11 @@ class pool {
 
   // mu_: the maintenance thread.
   bool maint_running_ = false, maint_stop_ = false, maint_kicked_ = false;
+  bool maint_connecting_ = false;  // a refill connect is in progress: dispose does not wait
+  // The thread could not be started: checkouts go on without it, try again from then on,
+  // and the first failure is logged.
+  clock::time_point maint_retry_at_{};
+  bool maint_start_warned_ = false;
   clock::time_point maint_due_ = clock::time_point::max();  // when it wakes up next
   pthread_t maint_thread_{};
   std::condition_variable maint_cv_;

@@ -844,6 +844,40 @@ static void a_connect_whose_requester_gave_up_is_closed_and_its_slot_passes_on(v
     scene_end(&s, pool);
 }
 
+/* Issue 14, item 4: pool_dispose() never blocks on the network, not even while the
+ * maintenance thread's min_idle refill is connecting into a black hole (a connect that can
+ * last pool_timeout). Dispose returns at once; the refill ends at its own deadline, closes its
+ * connection, and the pool is released then. */
+#define REFILL_TIMEOUT_S 3
+
+static void dispose_returns_at_once_while_a_refill_connects_into_a_black_hole(void **state) {
+    (void)state;
+    struct scene s;
+    scene_begin(&s, "faults_hole_refill");
+    fp_set_mode(s.proxy, FP_BLACKHOLE, 0);
+    char options[128];
+    snprintf(options, sizeof options, "pool_size=2 min_idle=1 fail_fast_after=0 pool_timeout=%d",
+             REFILL_TIMEOUT_S);
+    pool_t *pool = proxied_pool(&s, NULL, options);
+    assert_int_equal(pool_wait_ready(pool, 0), POOL_ETIMEDOUT); /* starts the maintenance */
+    await_opening(pool, 1);
+    await_proxy_accepted(s.proxy, 1); /* the refill's connect hangs in the black hole */
+    await_proxy_connections(s.proxy, 1);
+
+    int64_t start = now_ms();
+    assert_ok(pool_dispose(pool));
+    int64_t took = now_ms() - start;
+    if (took > 250)
+        fail_msg("pool_dispose took %lld ms with a refill connect hanging (its deadline: %d s)",
+                 (long long)took, REFILL_TIMEOUT_S);
+    /* the refill gives up at its deadline and closes its socket: the proxy sees it go */
+    await_proxy_connections(s.proxy, 0);
+    assert_true(now_ms() - start < REFILL_TIMEOUT_S * 1000 + SLACK_MS);
+    assert_int_equal(fp_accepted(s.proxy), 1); /* and nothing connected after the dispose */
+    fp_stop(s.proxy);
+    PQfinish(s.monitor);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     install_parent_watchdog();
@@ -858,6 +892,7 @@ int main(void) {
         T(connections_reset_mid_query_fail_clearly_and_are_never_handed_out_again),
         T(a_slow_connect_does_not_stall_checkouts_served_by_idle_connections),
         T(a_connect_whose_requester_gave_up_is_closed_and_its_slot_passes_on),
+        T(dispose_returns_at_once_while_a_refill_connects_into_a_black_hole),
         cmocka_unit_test_setup_teardown(
             a_full_server_fails_the_connect_with_its_message_and_the_slot_comes_back,
             arm_watchdog, restore_max_connections),

@@ -40,6 +40,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <libpq-events.h>
+#include <sched.h>
+
 #include "child.h"
 #include "util.h"
 
@@ -1387,6 +1390,185 @@ static void pool_sockets_are_close_on_exec_and_spawned_programs_inherit_none(voi
 
 /* ---------------------------------------------------------------- main */
 
+/* ================================================================ 17. leases of vanished threads */
+
+/* Issue 14, item 2: a lease that a thread other than the forking one held at the fork can
+ * never come back in the child (its holder does not exist there), so it must not keep the
+ * child's pool alive. One held by the forking thread still can, and still does. */
+
+struct holder {
+    pool_t *pool;
+    pthread_t thread;
+    pool_lease_t *lease;
+    int64_t holding; /* atomic: the lease is out */
+    int64_t release; /* atomic: check it in now */
+    int rc;
+};
+
+static void *hold_a_lease(void *p) {
+    struct holder *h = p;
+    h->rc = pool_checkout(&h->lease, h->pool, SERVER_WAIT_MS);
+    atomic_set(&h->holding, 1);
+    while (!atomic_get(&h->release)) sched_yield();
+    if (h->rc == POOL_OK) h->rc = pool_checkin(h->lease);
+    return NULL;
+}
+
+static int is_holding(void *p) { return (int)atomic_get(&((struct holder *)p)->holding); }
+
+struct vanished_fork {
+    pool_t *pool;
+    pool_lease_t *mine; /* held by the forking thread, or NULL */
+};
+
+/* The pool is released: its handle is refused like any released pool's. */
+static void child_expect_released(pool_t *pool) {
+    pool_stats_t st;
+    memset(&st, 0, sizeof st);
+    st.size = sizeof st;
+    int rc = pool_stats_get(pool, &st);
+    CHILD_REQUIRE(rc == POOL_EINVAL, "the pool is still there (pool_stats_get: %s; checked_out "
+                  "%lld)\n", pool_error_name(rc), (long long)st.checked_out);
+}
+
+static int child_disposes_past_a_vanished_holder(void *arg) {
+    struct vanished_fork *f = arg;
+    int rc = pool_dispose(f->pool);
+    if (!f->mine) {
+        CHILD_REQUIRE(rc == POOL_OK, "pool_dispose with only a vanished thread's lease out: "
+                      "%s: %s\n", pool_error_name(rc), pool_last_error());
+        child_expect_released(f->pool);
+        return 0;
+    }
+    /* the forking thread's own lease still holds the pool, and its checkin releases it */
+    CHILD_REQUIRE(rc == POOL_EBUSY, "pool_dispose with the forking thread's lease out: %s: %s\n",
+                  pool_error_name(rc), pool_last_error());
+    CHILD_REQUIRE(strstr(pool_last_error(), "with 1 lease(s) still out (1 of them inherited") != NULL,
+                  "message: \"%s\"\n", pool_last_error());
+    child_expect_dead_lease(f->mine);
+    child_return_dead_lease(f->mine);
+    child_expect_released(f->pool);
+    return 0;
+}
+
+static void a_child_releases_its_pool_past_leases_of_threads_it_lacks(void **state) {
+    (void)state;
+    for (int with_mine = 0; with_mine <= 1; with_mine++) {
+        char app[64];
+        app_name(app, sizeof app, with_mine ? "fk_vanished_mine" : "fk_vanished");
+        PGconn *monitor = monitor_connect();
+        struct conns parent = {0, {0}};
+        struct vanished_fork f = {fork_pool(app, "pool_size=3 max_overflow=0"), NULL};
+        open_idle(f.pool, 3, &parent);
+        struct holder h;
+        memset(&h, 0, sizeof h);
+        h.pool = f.pool;
+        if (pthread_create(&h.thread, NULL, hold_a_lease, &h) != 0) fail_msg("pthread_create");
+        if (!await_true(is_holding, &h, SERVER_WAIT_MS)) fail_msg("the thread never checked out");
+        if (h.rc != POOL_OK) fail_msg("the thread's checkout: %s", pool_error_name(h.rc));
+        if (with_mine) f.mine = checkout(f.pool);
+
+        struct outcome o = run_child(VIA_FORK, child_disposes_past_a_vanished_holder, &f, END_EXIT);
+        atomic_set(&h.release, 1);
+        pthread_join(h.thread, NULL);
+        assert_child_ok(&o, with_mine ? "child with the forking thread's lease" : "child");
+        assert_int_equal(h.rc, POOL_OK); /* the parent's lease came back as usual */
+        if (f.mine) assert_ok(pool_checkin(f.mine));
+        end_unharmed(monitor, f.pool, app, &parent);
+    }
+}
+
+/* ================================================================ 18. no driver call under the lock */
+
+/* Issue 14, item 3: the child discards the connections it inherited (PQfinish on a socket
+ * turned to /dev/null) outside the pool lock, like every other driver call. A libpq event
+ * procedure, registered on each connection by on_connect, sees PQfinish run: in the child it
+ * asks another thread to take the pool lock (pool_stats_get) and gives it a second. */
+
+static pool_t *watched_pool; /* the child sets it: the event procedure checks in the child only */
+static int64_t finishes_seen, finishes_under_lock; /* atomic */
+
+struct lock_probe {
+    int64_t done; /* atomic */
+};
+
+static void *take_the_pool_lock(void *p) {
+    struct lock_probe *probe = p;
+    pool_stats_t st;
+    memset(&st, 0, sizeof st);
+    st.size = sizeof st;
+    pool_stats_get(watched_pool, &st);
+    atomic_set(&probe->done, 1);
+    return NULL; /* the probe is leaked if this ran late: the child is about to end */
+}
+
+static int probe_done(void *p) { return (int)atomic_get(&((struct lock_probe *)p)->done); }
+
+static int watch_finish(PGEventId id, void *info, void *pass) {
+    (void)info;
+    (void)pass;
+    if (id != PGEVT_CONNDESTROY || !watched_pool) return 1;
+    atomic_inc(&finishes_seen);
+    struct lock_probe *probe = calloc(1, sizeof *probe);
+    pthread_t t;
+    if (!probe || pthread_create(&t, NULL, take_the_pool_lock, probe) != 0) {
+        atomic_inc(&finishes_under_lock); /* counted as a failure: the check could not run */
+        return 1;
+    }
+    if (await_true(probe_done, probe, 1000)) {
+        pthread_join(t, NULL);
+        free(probe);
+    } else {
+        atomic_inc(&finishes_under_lock);
+        pthread_detach(t);
+    }
+    return 1;
+}
+
+static int register_watch(void *conn, char *errbuf, size_t len, void *ud) {
+    (void)ud;
+    if (PQregisterEventProc(conn, watch_finish, "connpool-test-watch", NULL)) return 0;
+    snprintf(errbuf, len, "PQregisterEventProc failed");
+    return 1;
+}
+
+static int child_adopts_with_the_lock_free(void *arg) {
+    struct idle_fork *f = arg;
+    watched_pool = f->pool;
+    child_expect_fresh(f->pool, f->parent.n); /* pool_stats_get: the adoption runs here */
+    CHILD_REQUIRE(atomic_get(&finishes_seen) == f->parent.n, "%lld PQfinish seen, expected %d\n",
+                  (long long)atomic_get(&finishes_seen), f->parent.n);
+    CHILD_REQUIRE(atomic_get(&finishes_under_lock) == 0,
+                  "%lld of %lld PQfinish ran with the pool lock held\n",
+                  (long long)atomic_get(&finishes_under_lock), (long long)atomic_get(&finishes_seen));
+    return 0;
+}
+
+static void a_child_discards_inherited_connections_outside_the_pool_lock(void **state) {
+    (void)state;
+#ifdef __SANITIZE_THREAD__
+    /* The probe is a thread started in the child, and TSan's model of a child's locks keeps
+     * the owner the prepare handler gave them (the forking thread): the probe's lock is
+     * reported as a double lock. Runs in the plain and ASan builds. */
+    skip();
+#endif
+    char app[64];
+    app_name(app, sizeof app, "fk_unlocked_discard");
+    PGconn *monitor = monitor_connect();
+    struct idle_fork f;
+    memset(&f, 0, sizeof f);
+    f.pool = fork_pool(app, "pool_size=2 max_overflow=0");
+    pool_hooks_t hooks;
+    memset(&hooks, 0, sizeof hooks);
+    hooks.size = sizeof hooks;
+    hooks.on_connect = register_watch;
+    assert_ok(pool_set_hooks(f.pool, &hooks));
+    open_idle(f.pool, 2, &f.parent);
+    struct outcome o = run_child(VIA_FORK, child_adopts_with_the_lock_free, &f, END_EXIT);
+    assert_child_ok(&o, "child discarding its inherited connections");
+    end_unharmed(monitor, f.pool, app, &f.parent);
+}
+
 int main(void) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     for_each_fd(note_inheritable, NULL);
@@ -1410,6 +1592,8 @@ int main(void) {
         T(a_child_of_a_raw_fork_syscall_finds_its_inherited_lease_dead_and_opens_its_own),
         T(pool_sockets_are_close_on_exec_and_spawned_programs_inherit_none),
         T(a_child_disposing_the_pool_never_cancels_the_parents_query),
+        T(a_child_releases_its_pool_past_leases_of_threads_it_lacks),
+        T(a_child_discards_inherited_connections_outside_the_pool_lock),
     };
 #undef T
     /* CONNPOOL_TEST_FILTER=*storm* runs only the tests whose name matches */
