@@ -163,7 +163,10 @@ typedef enum pool_status {
  * connections) runs on one maintenance thread per pool, started at the pool's first checkout
  * or pool_wait_ready() and only if one of those options is on. It holds no lock across I/O,
  * is joined by pool_dispose(), and is started afresh in a forked child when the child first
- * uses the pool. It runs the connector's open and close callbacks and the on_connect,
+ * uses the pool. pool_dispose() never waits for the network: if the thread is opening a
+ * min_idle connection then, dispose returns at once and the thread ends by itself when that
+ * connect does (within the connect's bound: pool_timeout, or 30 s when that is 0), closing
+ * the connection; only after that may the library be unloaded with dlclose(). It runs the connector's open and close callbacks and the on_connect,
  * on_close and log hooks (see pool_hooks_t); no other user code.
  */
 

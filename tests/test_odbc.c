@@ -1316,6 +1316,7 @@ static int storm_progress(void *p) {
 }
 
 static void a_storm_of_forks_during_connects_has_no_hang_and_no_harm(void **state) {
+    skip_fork_storm_under_asan();
     struct ctx c, still_c;
     ctx_init(&c, state, "od_storm");
     ctx_init(&still_c, state, "od_still");
@@ -1873,13 +1874,7 @@ static int query_storm_progress(void *p) {
 
 static void a_storm_of_forks_during_statements_has_no_hang(void **state) {
     skip_under_valgrind();
-#ifdef __SANITIZE_ADDRESS__
-    /* GCC 12's ASan allocator has no fork handler (test_fork.c, CREATE_DISPOSE_THREADS): the
-     * statement threads allocate all the time, and a child forked inside ASan's malloc hangs
-     * in SizeClassAllocator64's lock (seen: 1 child in 150 over TLS; 0 in 300 in the normal
-     * build, where glibc's malloc handles fork). It runs in the normal build and under TSan. */
-    skip();
-#endif
+    skip_fork_storm_under_asan();
     struct ctx c;
     ctx_init(&c, state, "od_qstorm");
     static struct query_storm s;
