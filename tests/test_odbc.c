@@ -889,12 +889,13 @@ static void a_backend_killed_while_idle_is_replaced_after_at_most_one_failure(vo
 
 /* With pool_pre_ping, the pool pings (SELECT 1 through the driver) before handing a
  * connection out: the killed backend is found and replaced inside the checkout, and the
- * caller never sees a failure. */
-static void with_pre_ping_a_backend_killed_while_idle_is_replaced_unseen(void **state) {
+ * caller never sees a failure. psqlODBC's SQL_ATTR_CONNECTION_DEAD is a flag that only a
+ * failed statement sets, so an idle connection whose backend was terminated reads alive: with
+ * a long pre_ping_interval too, the pool must still ping it (the connector is never sure). */
+static void killed_idle_backend_is_replaced(void **state, const char *app, const char *options) {
     struct ctx c;
-    ctx_init(&c, state, "od_pre_ping");
-    pool_t *pool = make_pool(&c, "pool_size=1 max_overflow=0 pool_pre_ping=true "
-                                 "pre_ping_interval=0");
+    ctx_init(&c, state, app);
+    pool_t *pool = make_pool(&c, options);
     pool_lease_t *lease = checkout(pool);
     int pid = (int)identity(&c, lease);
     assert_ok(pool_checkin(lease));
@@ -913,28 +914,14 @@ static void with_pre_ping_a_backend_killed_while_idle_is_replaced_unseen(void **
     ctx_done(&c);
 }
 
-/* psqlODBC's SQL_ATTR_CONNECTION_DEAD is a flag that only a failed statement sets: an idle
- * connection whose backend was terminated reads alive. With a long pre_ping_interval the pool
- * must still ping it (the connector is never sure) and hand out a working connection. */
-static void with_pre_ping_and_a_long_interval_a_backend_killed_while_idle_is_replaced(void **state) {
-    struct ctx c;
-    ctx_init(&c, state, "od_ping_interval");
-    pool_t *pool = make_pool(&c, "pool_size=1 max_overflow=0 pool_pre_ping=true "
-                                 "pre_ping_interval=3600");
-    pool_lease_t *lease = checkout(pool);
-    int pid = (int)identity(&c, lease);
-    assert_ok(pool_checkin(lease));
-    terminate(c.monitor, pid);
+static void with_pre_ping_a_backend_killed_while_idle_is_replaced_unseen(void **state) {
+    killed_idle_backend_is_replaced(state, "od_pre_ping",
+                                    "pool_size=1 max_overflow=0 pool_pre_ping=true pre_ping_interval=0");
+}
 
-    lease = checkout(pool);
-    assert_int_not_equal((int)identity(&c, lease), pid);
-    assert_int_equal(int_of(native(lease), "SELECT 1"), 1);
-    assert_ok(pool_checkin(lease));
-    pool_stats_t st = stats_of(pool);
-    assert_int_equal(st.dead_total, 1);
-    assert_int_equal(st.opened_total, 2);
-    assert_ok(pool_dispose(pool));
-    ctx_done(&c);
+static void with_pre_ping_and_a_long_interval_a_backend_killed_while_idle_is_replaced(void **state) {
+    killed_idle_backend_is_replaced(state, "od_ping_interval",
+                                    "pool_size=1 max_overflow=0 pool_pre_ping=true pre_ping_interval=3600");
 }
 
 /* ================================================================ 6. fork: children */
