@@ -123,8 +123,11 @@ pool_lease_t *pool::checkout(int64_t timeout_ms, const char *tag) {
 // released.
 lease *pool::acquire(lock_t &lock, double timeout_s, lazy_deadline &deadline, const char *tag,
                      handles &to_close) {
-  // No barging: while anyone waits, newcomers queue behind them.
-  while (!waiters_head_) {
+  for (;;) {
+    // An idle connection goes to whoever asks first until the longest waiter comes due
+    // (wait_queue.hh); a connect never jumps the queue.
+    bool queued = !waiters_.empty();
+    if (queued && (idle_.empty() || handoff_due(clock::now()))) break;
     clock::time_point now = coarse_now();
     lease *l = idle_.empty() ? nullptr : take_usable_idle(now, to_close);
     if (l) lend(l, tag, holder_thread(), pthread_self(), now);
@@ -140,7 +143,7 @@ lease *pool::acquire(lock_t &lock, double timeout_s, lazy_deadline &deadline, co
       return l;
     }
     if (!idle_.empty()) continue;  // returned while the closes ran
-    if (!has_capacity()) break;
+    if (queued || !has_capacity()) break;
     check_fail_fast();
     opening_++;
     inside_++;
@@ -149,40 +152,67 @@ lease *pool::acquire(lock_t &lock, double timeout_s, lazy_deadline &deadline, co
   }
 
   if (timeout_s <= 0) throw_timeout(timeout_s);
-  if (opts_.max_waiting >= 0 && waiting_ >= opts_.max_waiting) {
+  if (opts_.max_waiting >= 0 && waiters_.size() >= opts_.max_waiting) {
     rejected_total_++;
     throw error(POOL_ETOOMANYWAITERS,
                 "max_waiting " + std::to_string(opts_.max_waiting) +
                     " threads are waiting for a connection already; not queued");
   }
-  clock::time_point start = clock::now();
   clock::time_point until = deadline.get();  // timeout_s > 0 here: the queue's own deadline
 
   waiter w;
   w.tag = tag;
   w.thread = holder_thread();
-  w.prev = waiters_tail_;
-  (waiters_tail_ ? waiters_tail_->next : waiters_head_) = &w;
-  waiters_tail_ = &w;
-  w.linked = true;
-  waiting_++;
+  w.since = clock::now();
+  waiters_.push_back(&w);
   inside_++;
-  while (!w.done() && w.cv.wait_until(lock, until) != std::cv_status::timeout) {
-  }
-  if (w.linked) unlink(&w);
-  int64_t waited = micros_between(start, clock::now());
-  wait_total_us_ += waited;
-  wait_max_us_ = std::max(wait_max_us_, waited);
-  waits_total_++;
-  static constexpr int64_t bucket_us[POOL_WAIT_BUCKETS] = POOL_WAIT_BUCKET_US;
-  for (int i = POOL_WAIT_BUCKETS - 1; i >= 0 && waited <= bucket_us[i]; i--) wait_le_us_[i]++;
-
-  if (w.handed) {  // lend() already ran in the checkin that handed it over
-    inside_--;
+  // Leaving: every post owed to w lands before w's memory goes (wait_queue.hh).
+  auto settle = [&w](uint32_t owed) { w.signal.wait_for_count(owed); };
+  for (;;) {
+    if (w.done()) break;
+    clock::time_point now = clock::now();
+    // Idle connections while waiters wait (a thread took none back, or one came due): served
+    // in the queue's order, this waiter when its turn comes. Others are posted under the
+    // lock: a rare path.
+    while (!idle_.empty() && !waiters_.empty() && (waiters_.front() == &w || handoff_due(now))) {
+      lease *l = take_usable_idle(coarse_now(), to_close);
+      if (!l) break;
+      waiter *first = waiters_.front();
+      hand_over(l, first, now, first != &w);
+      if (first != &w) first->signal.post();
+    }
+    if (w.done() || now >= until) break;
+    // Asleep until posted, or, at the head of the queue, until it comes due: then it looks
+    // at the idle connections itself (no connection stays idle past that while it waits).
+    // Only the head needs the timer: it is the oldest, the first to come due.
+    clock::time_point due = w.since + handoff_after_;
+    w.watching = waiters_.front() == &w && now < due;
+    clock::time_point wake_at = w.watching ? std::min(until, due) : until;
+    uint32_t seen = w.signal.seen();
     lock.unlock();
-    return w.handed;
+    w.signal.wait(seen, wake_at);
+    if (lease *l = w.handed.load(std::memory_order_acquire)) {  // lent by hand_over()
+      settle(w.owed.load(std::memory_order_relaxed));
+      // Expired idle connections met on the way: this lease keeps the pool alive.
+      for (void *handle : to_close) close_now(handle);
+      to_close.clear();
+      return l;
+    }
+    lock.lock();
+    w.watching = false;  // awake: it looks now, and arms its timer again if it sleeps
+  }
+  if (w.linked) waiters_.unlink(&w);
+  // Leaving with connections idle (it timed out): the next waiter watches them.
+  if (waiter *next = head_to_watch()) next->signal.post();
+  uint32_t owed = w.owed.load(std::memory_order_relaxed);
+  if (lease *l = w.handed.load(std::memory_order_relaxed)) {  // inside_ uncounted by hand_over()
+    if (!to_close.empty()) close_unlocked(lock, to_close);
+    lock.unlock();
+    settle(owed);
+    return l;
   }
   if (w.may_open && clock::now() < until) {
+    record_wait(micros_between(w.since, clock::now()));
     try {
       check_fail_fast();
     } catch (...) {
@@ -190,21 +220,32 @@ lease *pool::acquire(lock_t &lock, double timeout_s, lazy_deadline &deadline, co
       grant_slot_to_next_waiter();  // it fails fast too: nobody waits a connect out
       inside_--;
       lock.unlock();  // not closed: no release
+      settle(owed);
       throw;
     }
     lock.unlock();
+    settle(owed);
     return open_for_checkout(until, tag);
   }
+  record_wait(micros_between(w.since, clock::now()));
   if (w.may_open) {  // granted just as the deadline passed: pass the slot on
     opening_--;
     grant_slot_to_next_waiter();
   }
   bool release = leave_and_check_release();
-  if (w.closed || closed_) {
+  bool closed = w.closed || closed_;
+  if (closed) {
     release_if(lock, release);
+    settle(owed);
     throw error(POOL_ECLOSED, "pool was disposed while waiting for a connection");
   }
-  throw_timeout(timeout_s);
+  try {
+    throw_timeout(timeout_s);
+  } catch (...) {
+    lock.unlock();
+    settle(owed);
+    throw;
+  }
 }
 
 lease *pool::take_usable_idle(clock::time_point now, handles &to_close) {
@@ -307,7 +348,7 @@ void pool::throw_timeout(double timeout_s) {
                 "QueuePool limit of size %d overflow %d reached, connection timed out, "
                 "timeout %.2f (checked out %lld, idle %lld, waiting %lld)",
                 opts_.pool_size, opts_.max_overflow, timeout_s, (long long)checked_out_,
-                (long long)idle_.size(), (long long)waiting_);
+                (long long)idle_.size(), (long long)waiters_.size());
   throw error(POOL_ETIMEDOUT, msg + longest_holders(coarse_now()));
 }
 

@@ -64,8 +64,10 @@ class connector {
   // answering must not hold a checkin forever; a duration, not a deadline, so that a checkin
   // with nothing to send reads no clock). ran_queries: query() ran statements on it since its
   // checkout, which may have opened a transaction (BEGIN as text) that autocommit mode does
-  // not show.
-  virtual bool reset(void *handle, pool_reset_mode mode, bool ran_queries,
+  // not show. just_used: the lease came back within a tick of the coarse clock (a few
+  // milliseconds): its holder has just used the connection, so a connector may skip looking
+  // at its socket (a system call on the hot path) when nothing else is due.
+  virtual bool reset(void *handle, pool_reset_mode mode, bool ran_queries, bool just_used,
                      clock::duration timeout) noexcept = 0;
   // Without a round trip: whether the server hung up or announced the end of the session
   // (dead), sent nothing (quiet), or sent something the connector cannot vouch for (unsure:

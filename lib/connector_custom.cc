@@ -35,7 +35,7 @@ class custom_connector final : public connector {
     return handle;
   }
   void close(void *handle) noexcept override { close_(handle, user_data_); }
-  bool reset(void *handle, pool_reset_mode mode, bool, clock::duration) noexcept override {
+  bool reset(void *handle, pool_reset_mode mode, bool, bool, clock::duration) noexcept override {
     return !reset_ || reset_(handle, mode, user_data_) == 0;
   }
   liveness looks_alive(void *) noexcept override { return liveness::quiet; }  // only ping can tell

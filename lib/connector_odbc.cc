@@ -258,7 +258,7 @@ class odbc_connector final : public connector {
   // checkin otherwise).
   // Lock order: statement handles are allocated and freed (connect gate) outside any
   // statement scope (statement gate), never inside one.
-  bool reset(void *handle, pool_reset_mode mode, bool ran_queries,
+  bool reset(void *handle, pool_reset_mode mode, bool ran_queries, bool,
              clock::duration timeout) noexcept override {
     bool as_text = false;
     {

@@ -177,7 +177,7 @@ clock::time_point pool::maintenance_pass(lock_t &lock) {
   // Never once stopping: a dispose that came while the lock was released (close_hung_up_idle)
   // saw no connect in progress and waits to join.
   bool refill = !maint_stop_ && int64_t(idle_.size()) < opts_.min_idle &&
-                open_ + opening_ < opts_.pool_size && has_capacity() && !waiters_head_;
+                open_ + opening_ < opts_.pool_size && has_capacity() && waiters_.empty();
   if (refill && !may_connect(now)) {
     refill = false;  // the retry's end wakes us, or the window's
     if (!probe_in_flight_) due_at(fail_fast_until_);

@@ -14,7 +14,12 @@ struct options {
   int pool_size = 5;
   int max_overflow = 10;  // -1: unlimited
   double pool_timeout_s = 30.0;
-  bool use_lifo = false;
+  // Most recently returned first: keeps as few server backends hot as the load needs
+  // (issue 15: select1 at 4 threads on a pool of 10, 30k ops/s FIFO, 50-55k LIFO).
+  bool use_lifo = true;
+  // How long the longest waiter waits before every returned connection must go to it
+  // (wait_queue.hh); 0: always (strict FIFO hand-off).
+  double handoff_after_s = 0.001;
   pool_reset_mode reset = POOL_RESET_ROLLBACK;
   bool null_pool = false;  // poolclass=null: no reuse, no limit
   bool odbc_allow_dm_pooling = false;  // odbc_dm_pooling=allow

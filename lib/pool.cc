@@ -43,6 +43,8 @@ clock::time_point coarse_now() noexcept {
 pool::pool(std::unique_ptr<connector> conn, const options &opts)
     : opts_(opts),
       connector_(std::move(conn)),
+      handoff_after_(std::chrono::duration_cast<clock::duration>(
+          std::chrono::duration<double>(opts.handoff_after_s))),
       jitter_rng_(uint32_t(reinterpret_cast<uintptr_t>(this) ^
                            uint64_t(clock::now().time_since_epoch().count()))) {
   hooks_.size = sizeof hooks_;
@@ -131,8 +133,8 @@ pool::handles pool::adopt_child() {
   }
   // Waiters, connects, the maintenance thread and the counts were the parent's threads' and
   // the parent's history. Condition variables a parent's thread waited on are made anew.
-  waiters_head_ = waiters_tail_ = nullptr;
-  open_ = opening_ = checked_out_ = waiting_ = inside_ = 0;
+  waiters_.forget();
+  open_ = opening_ = checked_out_ = inside_ = 0;
   maint_running_ = maint_stop_ = maint_kicked_ = maint_connecting_ = false;
   maint_due_ = clock::time_point::max();
   new (&maint_cv_) std::condition_variable();
@@ -212,21 +214,39 @@ pid_t pool::current_thread() const noexcept {
   return tid;
 }
 
-void pool::unlink(waiter *w) {
-  (w->prev ? w->prev->next : waiters_head_) = w->next;
-  (w->next ? w->next->prev : waiters_tail_) = w->prev;
-  w->prev = w->next = nullptr;
-  w->linked = false;
-  waiting_--;
-}
-
+// A slot is rare news (a connection closed, a connect failed): posted under the lock.
 void pool::grant_slot_to_next_waiter() {
-  if (!waiters_head_ || !has_capacity()) return;
-  waiter *w = waiters_head_;
-  unlink(w);
+  if (waiters_.empty() || !has_capacity()) return;
+  waiter *w = waiters_.front();
+  waiters_.unlink(w);
   w->may_open = true;
   opening_++;
-  w->cv.notify_one();
+  wait_queue::post_now(w);
+}
+
+void pool::hand_over(lease *l, waiter *w, clock::time_point now, bool will_post) {
+  waiters_.unlink(w);
+  lend(l, w->tag, w->thread, w->self, coarse_now());
+  record_wait(std::chrono::duration_cast<std::chrono::microseconds>(now - w->since).count());
+  inside_--;  // the waiter's: from here its lease keeps the pool alive
+  if (will_post) wait_queue::owe(w);  // counted before `handed` tells the waiter to look
+  w->handed.store(l, std::memory_order_release);
+}
+
+waiter *pool::head_to_watch() {
+  if (idle_.empty() || waiters_.empty() || waiters_.front()->watching) return nullptr;
+  waiter *head = waiters_.front();
+  head->watching = true;  // the post makes it arm its timer
+  wait_queue::owe(head);
+  return head;
+}
+
+void pool::record_wait(int64_t waited_us) {
+  wait_total_us_ += waited_us;
+  wait_max_us_ = std::max(wait_max_us_, waited_us);
+  waits_total_++;
+  static constexpr int64_t bucket_us[POOL_WAIT_BUCKETS] = POOL_WAIT_BUCKET_US;
+  for (int i = POOL_WAIT_BUCKETS - 1; i >= 0 && waited_us <= bucket_us[i]; i--) wait_le_us_[i]++;
 }
 
 bool pool::releasable() const {
@@ -315,14 +335,23 @@ void pool::give_back(lease *l, close_reason why, bool was_out, bool retry) {
     if (retired_below_ != retired_before) resets_total_++;
     retired = to_close.size();
   }
+  waiter *to_wake = nullptr;  // posted once the lock is released
   if (why == close_reason::none) {
     l->idle_since = now;
-    if (waiters_head_) {  // direct hand-off to the longest waiter
-      waiter *w = waiters_head_;
-      unlink(w);
-      lend(l, w->tag, w->thread, w->self, now);
-      w->handed = l;
-      w->cv.notify_one();
+    if (!waiters_.empty()) {
+      clock::time_point precise = clock::now();
+      if (handoff_due(precise)) {  // straight to the longest waiter
+        to_wake = waiters_.front();
+        hand_over(l, to_wake, precise, true);
+        // Connections left idle for the old head (a race between a checkin and the head's
+        // timer): the new head must watch them.
+        if (waiter *next = head_to_watch()) next->signal.post();
+      } else {
+        // Not yet its turn to be served first: the connection is idle for whoever comes
+        // first, this thread again most likely; the head looks itself when it comes due.
+        idle_.push_back(l);
+        to_wake = head_to_watch();
+      }
     } else if (int64_t(idle_.size()) < opts_.pool_size) {
       // SQLAlchemy's rule: keep it while fewer than pool_size wait idle. Overflow
       // connections survive a burst (no close-and-reopen churn while demand lasts), and the
@@ -352,6 +381,7 @@ void pool::give_back(lease *l, close_reason why, bool was_out, bool retry) {
     });
   bool release = !retry && releasable();
   lock.unlock();
+  if (to_wake) to_wake->signal.post();
   if (release) delete this;
 }
 
@@ -374,7 +404,7 @@ void pool::checkin(pool_lease_t *handle, bool allow_scoped) {
   if (l->invalidated || hook_refuses) why = close_reason::invalidated;
   else if (p->opts_.null_pool) why = close_reason::other;
   else if (!p->connector_->reset(l->handle, p->opts_.reset, l->ran_queries,
-                                 seconds(p->opts_.ping_timeout_s)))
+                                 coarse_now() == l->lent_at, seconds(p->opts_.ping_timeout_s)))
     why = close_reason::dead;
   p->give_back(l, why, true);
 }
@@ -529,11 +559,11 @@ int pool::dispose() {
     throw error(POOL_ECLOSED, "pool is already disposed");
   }
   closed_ = true;
-  while (waiters_head_) {
-    waiter *w = waiters_head_;
-    unlink(w);
+  while (!waiters_.empty()) {
+    waiter *w = waiters_.front();
+    waiters_.unlink(w);
     w->closed = true;
-    w->cv.notify_one();
+    wait_queue::post_now(w);
   }
   ready_cv_.notify_all();
   while (!idle_.empty()) {
@@ -567,7 +597,7 @@ void pool::stats(pool_stats_t *out) {
     s.opening = opening_;
     int64_t beyond = open_ + opening_ - opts_.pool_size;
     s.overflow = beyond > 0 ? beyond : 0;
-    s.waiting = waiting_;
+    s.waiting = waiters_.size();
     s.opened_total = opened_total_;
     s.closed_total = closed_total_;
     s.connect_failures_total = connect_failures_total_;

@@ -35,6 +35,7 @@
 #include "error.hh"
 #include "handles.hh"
 #include "options.hh"
+#include "wait_queue.hh"
 
 namespace connpool {
 
@@ -125,21 +126,6 @@ class pool {
   bool forked_by_known_ = false;
 
  private:
-  // A thread blocked in checkout. Lives on that thread's stack; linked under mu_. Whoever
-  // ends the wait (checkin, a freed slot, dispose) sets the outcome and unlinks it under mu_,
-  // so the waiter never needs to search for itself.
-  struct waiter {
-    waiter *prev = nullptr, *next = nullptr;
-    std::condition_variable cv;
-    const char *tag = nullptr;  // for lend() at a hand-off: the waiting checkout's tag
-    pid_t thread = 0;
-    pthread_t self = pthread_self();
-    lease *handed = nullptr;  // a connection passed straight from a checkin
-    bool may_open = false;    // a slot reserved for this waiter (opening_ counts it)
-    bool closed = false;      // the pool was disposed
-    bool linked = false;
-    bool done() const { return handed || may_open || closed; }
-  };
   using lock_t = std::unique_lock<std::mutex>;
   using handles = std::vector<void *>;  // connections to close once the lock is released
 
@@ -190,7 +176,18 @@ class pool {
   void lend(lease *l, const char *tag, pid_t thread, pthread_t holder,
             clock::time_point now);  // mu_
   void grant_slot_to_next_waiter();   // mu_
-  void unlink(waiter *w);             // mu_
+  // mu_: whether the longest waiter has waited handoff_after, so that a connection may no
+  // longer go to anyone else (wait_queue.hh's fairness rule).
+  bool handoff_due(clock::time_point now) const {
+    return !waiters_.empty() && now - waiters_.front()->since >= handoff_after_;
+  }
+  // mu_: lends l to w and takes w out of the queue; will_post: the caller posts w's signal
+  // (counted here), false only for a waiter that serves itself.
+  void hand_over(lease *l, waiter *w, clock::time_point now, bool will_post);
+  void record_wait(int64_t waited_us);  // mu_
+  // mu_: with connections idle and waiters waiting, makes sure the head looks at them by the
+  // time it comes due; returns the waiter to post (counted) if it must be woken for that.
+  waiter *head_to_watch();
   bool releasable() const;            // mu_
   bool leave_and_check_release();     // mu_
   void release_if(lock_t &lock, bool release);  // unlocks; deletes the pool if asked
@@ -265,12 +262,11 @@ class pool {
   std::deque<lease *> idle_;                     // mu_: front is the oldest returned
   std::vector<std::unique_ptr<lease>> records_;  // mu_
   std::vector<lease *> free_records_;            // mu_
-  waiter *waiters_head_ = nullptr;               // mu_: FIFO
-  waiter *waiters_tail_ = nullptr;               // mu_
+  wait_queue waiters_;                           // mu_
+  clock::duration handoff_after_;                // options::handoff_after_s
   int64_t open_ = 0;                             // mu_: open connections, lent or idle
   int64_t opening_ = 0;                          // mu_: connects in progress
   int64_t checked_out_ = 0;                      // mu_
-  int64_t waiting_ = 0;                          // mu_
   int64_t inside_ = 0;                           // mu_
   int64_t inherited_out_ = 0;                    // mu_: leases lent before a fork, not back
   uint64_t generation_;                          // mu_: the process generation of the state

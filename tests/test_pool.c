@@ -1,6 +1,7 @@
 /* Pool logic, driven deterministically by a connector written here: fairness, limits,
  * overflow, failures, dispose and misuse. No database is involved. */
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -189,10 +190,10 @@ static void idle_connection_is_reused(void **state) {
     assert_int_equal(F.destroyed, 1);
 }
 
-static void fifo_by_default_lifo_when_asked(void **state) {
+static void lifo_by_default_fifo_when_asked(void **state) {
     (void)state;
     for (int lifo = 0; lifo <= 1; lifo++) {
-        pool_t *pool = make_pool(lifo ? "pool_size=3 pool_use_lifo=true" : "pool_size=3");
+        pool_t *pool = make_pool(lifo ? "pool_size=3" : "pool_size=3 pool_use_lifo=false");
         pool_lease_t *l[3];
         int ids[3];
         for (int i = 0; i < 3; i++) {
@@ -298,14 +299,18 @@ static void waiters_are_served_first_come_first_served(void **state) {
     assert_ok(pool_dispose(pool));
 }
 
-static void checkin_hands_off_to_a_waiter_not_a_newcomer(void **state) {
-    (void)state;
-    pool_t *pool = make_pool("pool_size=1 max_overflow=0");
+/* One body for the hand-off rule (wait_queue.hh): a connection checked in while a waiter waits
+ * goes to that waiter, not to a newcomer, once the waiter has waited pool_handoff_after (at
+ * once with 0). */
+static void a_due_waiter_is_handed_the_connection(const char *options, double due_s) {
+    pool_t *pool = make_pool(options);
     pool_lease_t *held, *newcomer = NULL;
     assert_ok(pool_checkout(&held, pool, -1));
     struct taker t;
     start_taker(&t, pool, 5000, 0);
     assert_true(await_waiting(pool, 1, 5000));
+    int64_t queued_by = now_ms(); /* it is in the queue since then at the latest */
+    while (now_ms() - queued_by <= (int64_t)(due_s * 1000) + 1) sched_yield(); /* it comes due */
     assert_ok(pool_checkin(held));
     /* the waiter owns it now, even if it has not run yet: no barging */
     assert_int_equal(pool_checkout(&newcomer, pool, 0), POOL_ETIMEDOUT);
@@ -314,6 +319,43 @@ static void checkin_hands_off_to_a_waiter_not_a_newcomer(void **state) {
     pool_stats_t st = stats_of(pool);
     assert_int_equal(st.checked_out, 1);
     assert_int_equal(st.idle, 0);
+    assert_ok(pool_checkin(t.lease));
+    assert_ok(pool_dispose(pool));
+}
+
+static void with_handoff_after_0_checkin_hands_off_to_a_waiter_not_a_newcomer(void **state) {
+    (void)state;
+    a_due_waiter_is_handed_the_connection("pool_size=1 max_overflow=0 pool_handoff_after=0", 0);
+}
+
+static void a_waiter_that_came_due_is_served_before_a_newcomer(void **state) {
+    (void)state;
+    a_due_waiter_is_handed_the_connection("pool_size=1 max_overflow=0 pool_handoff_after=0.02",
+                                          0.02);
+}
+
+/* Before the waiter comes due, the thread that checks a connection in may take it again (what
+ * spares both threads a context switch); the waiter gets it once it is due, not before, and
+ * without a further checkin. */
+static void before_a_waiter_comes_due_a_newcomer_may_take_the_connection(void **state) {
+    (void)state;
+    pool_t *pool = make_pool("pool_size=1 max_overflow=0 pool_handoff_after=1");
+    pool_lease_t *held, *again;
+    assert_ok(pool_checkout(&held, pool, -1));
+    int id = conn_id(held);
+    struct taker t;
+    start_taker(&t, pool, 10000, 0);
+    assert_true(await_waiting(pool, 1, 5000));
+    assert_ok(pool_checkin(held));
+    assert_ok(pool_checkout(&again, pool, 0)); /* not due yet: taken back at once */
+    assert_int_equal(conn_id(again), id);
+    assert_ok(pool_checkin(again)); /* idle now, while the waiter sleeps until it is due */
+    pthread_join(t.thread, NULL);
+    assert_int_equal(t.rc, POOL_OK);
+    assert_int_equal(t.id, id);
+    pool_stats_t st = stats_of(pool);
+    if (st.wait_max_us < 1000000) fail_msg("served after %lld us, before it came due", (long long)st.wait_max_us);
+    assert_int_equal(st.opened_total, 1);
     assert_ok(pool_checkin(t.lease));
     assert_ok(pool_dispose(pool));
 }
@@ -772,12 +814,14 @@ static void a_fork_in_the_middle_of_a_checkin_loses_no_connection(void **state) 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(idle_connection_is_reused),
-        cmocka_unit_test(fifo_by_default_lifo_when_asked),
+        cmocka_unit_test(lifo_by_default_fifo_when_asked),
         cmocka_unit_test(exhausted_pool_times_out_with_exact_message),
         cmocka_unit_test(a_zero_timeout_checkout_may_still_connect),
         cmocka_unit_test(with_pool_timeout_0_a_connect_gets_30_seconds),
         cmocka_unit_test(waiters_are_served_first_come_first_served),
-        cmocka_unit_test(checkin_hands_off_to_a_waiter_not_a_newcomer),
+        cmocka_unit_test(with_handoff_after_0_checkin_hands_off_to_a_waiter_not_a_newcomer),
+        cmocka_unit_test(a_waiter_that_came_due_is_served_before_a_newcomer),
+        cmocka_unit_test(before_a_waiter_comes_due_a_newcomer_may_take_the_connection),
         cmocka_unit_test(overflow_connections_close_at_checkin),
         cmocka_unit_test(unlimited_overflow_never_waits),
         cmocka_unit_test(failed_open_reports_and_frees_the_slot),

@@ -411,7 +411,7 @@ static void fifo_reuses_the_oldest_return_and_lifo_the_newest(void **state) {
     int pids[3];
 
     app_name(app, sizeof app, "pq_fifo");
-    pool_t *fifo = pq_pool(app, "pool_size=3 max_overflow=0");
+    pool_t *fifo = pq_pool(app, "pool_size=3 max_overflow=0 pool_use_lifo=false");
     return_three_in_order(fifo, pids);
     pool_lease_t *first = checkout(fifo);
     assert_int_equal(backend_pid(first), pids[0]);
