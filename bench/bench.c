@@ -14,6 +14,9 @@
  *  4. Fork: what a child's first checkout costs (dropping the 10 connections it inherited
  *     without a word to the server, then connecting one of its own), with and without TLS,
  *     what fork() itself costs the parent, and a check that the parent's sessions survive.
+ *  5. Issue 15's effects, each alone against raw libpq: reuse order (LIFO/FIFO at 4 threads),
+ *     hand-off (bounded barging/strict FIFO at 32 threads), and a checkin's cost (a libpq
+ *     pair against one poll() of its socket).
  *
  * Sections 1 and 2 are time-boxed: the threads start together at a barrier, run until the main
  * thread raises a stop flag, and finish the operation they are in; the wall time runs from the
@@ -526,6 +529,87 @@ static void bench_sql(void) {
            (long long)(after.timeouts_total - before.timeouts_total),
            (double)(after.wait_total_us - before.wait_total_us) / 1e6,
            (double)after.wait_max_us / 1e3);
+}
+
+/* ---------------------------------------------------------------- 5. effects alone */
+
+/* Issue 15's three effects, each alone: one option changed against the defaults, next to raw
+ * libpq (one connection per thread), in alternating runs, best of SQL_ROUNDS. */
+
+/* The best ops/s of `rounds` runs of each of n configurations, taking turns. */
+static void best_of_turns(int n, enum bench_mode *modes, pool_t **pools, PGconn **raw,
+                          int threads, long warmup, double *best) {
+    int round, k;
+    for (k = 0; k < n; k++) best[k] = 0;
+    for (round = 0; round < SQL_ROUNDS; round++)
+        for (k = 0; k < n; k++) {
+            int which = (k + round) % n;
+            result_t r = run_threads(modes[which], pools[which], raw, threads, warmup, SQL_SECONDS);
+            if (per_second(r) > best[which]) best[which] = per_second(r);
+        }
+}
+
+static pool_t *sql_pool(const char *extra) {
+    char options[256];
+    snprintf(options, sizeof options, "%s %s", sql_options, extra);
+    pool_t *pool;
+    int rc = pool_create(&pool, pool_conninfo, options);
+    if (rc != POOL_OK) die_pool("pool_create", rc);
+    open_connections(pool, SQL_POOL_SIZE);
+    return pool;
+}
+
+/* SELECT 1 at `threads` threads: the default pool, the pool with `changed`, raw libpq. */
+static void effect_row(const char *effect, int threads, const char *changed, PGconn **raw) {
+    pool_t *normal = sql_pool(""), *other = sql_pool(changed);
+    enum bench_mode modes[3] = {MODE_POOL_SQL, MODE_POOL_SQL, MODE_RAW_SQL};
+    pool_t *pools[3] = {normal, other, NULL};
+    double best[3];
+    best_of_turns(3, modes, pools, raw, threads, SQL_WARMUP, best);
+    printf("   %-13s %7d  %10.0f  %-26s %10.0f  %10.0f  %6.1f%%\n", effect, threads, best[0],
+           changed, best[1], best[2], best[2] > 0 ? 100.0 * best[0] / best[2] : 0.0);
+    dispose_or_die(normal);
+    dispose_or_die(other);
+}
+
+static double poll_ns(int fd) {
+    const int n = 200000;
+    struct pollfd pfd = {fd, POLLIN, 0};
+    double t0 = now_seconds();
+    for (int i = 0; i < n; i++) (void)poll(&pfd, 1, 0);
+    return (now_seconds() - t0) * 1e9 / n;
+}
+
+static void bench_effects(void) {
+    PGconn *raw[32];
+    int i;
+    for (i = 0; i < 32; i++) raw[i] = connect_or_die(raw_conninfo);
+    printf("\n5. Each effect alone (SELECT 1 operations/s, pool of %d; best of %d turns of %.1f s):\n"
+           "   the defaults, the same pool with one option changed, and raw libpq with one\n"
+           "   connection per thread (the ceiling); pool/ceil is the defaults' share of it.\n\n"
+           "   %-13s %7s  %10s  %-26s %10s  %10s  %7s\n",
+           SQL_POOL_SIZE, SQL_ROUNDS, SQL_SECONDS, "effect", "threads", "defaults", "changed",
+           "changed", "ceiling", "pool/ceil");
+    fflush(stdout);
+    effect_row("reuse order", 4, "pool_use_lifo=false", raw);
+    effect_row("hand-off", 32, "pool_handoff_after=0", raw);
+
+    /* Checkin cost: a pair on a real libpq connection, against section 1's connector that
+     * does no I/O, and what one look at the socket (the poll() a checkin no longer makes when
+     * the connection was just used) costs on this machine. */
+    pool_t *pq = sql_pool("");
+    enum bench_mode modes[1] = {MODE_OVERHEAD};
+    pool_t *pools[1] = {pq};
+    double best[1];
+    best_of_turns(1, modes, pools, NULL, 1, OVERHEAD_WARMUP, best);
+    double pair_ns = best[0] > 0 ? 1e9 / best[0] : 0;
+    double look_ns = poll_ns(PQsocket(raw[0]));
+    printf("\n   checkin cost: checkout+checkin of a libpq connection on 1 thread %.0f ns per pair;\n"
+           "   one poll() of its socket (what a checkin of a just-used connection no longer\n"
+           "   does) %.0f ns\n",
+           pair_ns, look_ns);
+    dispose_or_die(pq);
+    for (i = 0; i < 32; i++) PQfinish(raw[i]);
 }
 
 /* ---------------------------------------------------------------- 3. fork check cost */
@@ -1095,6 +1179,7 @@ int main(void) {
     bench_sql();
     bench_fork_check();
     int fork_ok = bench_fork();
+    bench_effects();
 
     printf("\ntotal run time %.1f s\n", now_seconds() - t0);
     if (!fork_ok) {

@@ -106,8 +106,13 @@ typedef enum pool_status {
  *                              wait (a full pool fails at once), while a connect or pre-ping
  *                              of the checkout's own gets 30 s (libpq's connect_timeout, if
  *                              shorter, still applies)
- *   pool_use_lifo    false     reuse the most recently returned connection first (true) or
- *                              the least recently returned (false); true/false, on/off, 1/0
+ *   pool_use_lifo    true      reuse the most recently returned connection first (true) or
+ *                              the least recently returned (false, SQLAlchemy's default);
+ *                              true/false, on/off, 1/0. Since 1.2 the default is true: it
+ *                              keeps as few server backends busy as the load needs
+ *   pool_handoff_after 0.002   seconds a waiter waits before every connection checked in goes
+ *                              straight to it (see pool_checkout); 0: always (strict FIFO
+ *                              hand-off, the behaviour before 1.2). Since 1.2
  *   reset_on_return  rollback  at checkin: rollback, commit, discard, or none
  *   poolclass        queue     queue: the pool above; null: every checkout opens a new
  *                              connection and every checkin closes it (no limit, no wait)
@@ -267,10 +272,15 @@ CONNPOOL_API int pool_dispose(pool_t *pool);
 /* ---------------------------------------------------------------- leases */
 
 /**
- * Check a connection out. Serves an idle connection (oldest first, or newest with
- * pool_use_lifo); else opens a new one while fewer than pool_size + max_overflow exist; else
- * waits, first come first served: a connection checked in is handed straight to the longest
- * waiter, never to a newcomer. The pool's lock is never held while connecting. A checkout that
+ * Check a connection out. Serves an idle connection (newest first, or oldest with
+ * pool_use_lifo=false); else opens a new one while fewer than pool_size + max_overflow exist
+ * and nobody waits; else waits. Waiters are served first come first served, and the rule
+ * between waiters and newcomers is: a waiter that has waited pool_handoff_after (2 ms) is
+ * served before any later checkout, since every connection checked in from then on goes
+ * straight to the longest waiter; before that, a thread that checks a connection in may take
+ * it again at once (which spares both threads a context switch). So no checkout waits more
+ * than pool_handoff_after while connections come back, beyond its place in the queue.
+ * The pool's lock is never held while connecting. A checkout that
  * opens a connection does so itself, within its own deadline (libpq's connect is abandoned
  * at the deadline), so no connect outlives the checkout that asked for it.
  *

@@ -19,7 +19,7 @@ struct options {
   bool use_lifo = true;
   // How long the longest waiter waits before every returned connection must go to it
   // (wait_queue.hh); 0: always (strict FIFO hand-off).
-  double handoff_after_s = 0.001;
+  double handoff_after_s = 0.002;
   pool_reset_mode reset = POOL_RESET_ROLLBACK;
   bool null_pool = false;  // poolclass=null: no reuse, no limit
   bool odbc_allow_dm_pooling = false;  // odbc_dm_pooling=allow
