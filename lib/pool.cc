@@ -1,6 +1,7 @@
-// The pool core: records, checkin, retiring and closing connections, dispose, reset, stats,
-// and the child's side of fork. Checkout is in checkout.cc, background work in
-// maintenance.cc.
+// The pool core: records, checkin, retiring and closing connections, dispose, reset. Its
+// other rooms: checkout.cc (checkout), wait_queue.* (waiters and the fairness rule),
+// pool_fork.cc (the child's side of fork), pool_stats.cc (counters), maintenance.cc
+// (background work).
 #include "pool.hh"
 
 #include <algorithm>
@@ -61,97 +62,6 @@ pool::~pool() {
   // each, 107 KB with TLS (fork-safety.md, section 3).
   fork_guard::unregister_pool(this);
   magic_ = 0;
-}
-
-// In the atfork child handler: async-signal-safe only. The lock prepare took belongs to a
-// thread that does not exist here: re-initialise it, never unlock it.
-void pool::reinit_in_child() noexcept {
-  fork_guard::reinit_mutex_in_child(mu_);
-  forked_by_ = pthread_self();
-  forked_by_known_ = true;
-  neutralise_sockets();
-}
-
-// Points every socket the pool knows at /dev/null. Idempotent: the socket number stays ours
-// until the connection is discarded, so a second dup3 finds /dev/null there already. The
-// number is asked of the connector now, not taken from the record: an application's PQreset
-// on a lent connection moves it to a new socket (libpq's PQsocket only reads a field, safe in
-// the child handler).
-void pool::neutralise_sockets() noexcept {
-  for (const std::unique_ptr<lease> &l : records_) {
-    if (!l->handle) continue;
-    int fd = connector_->socket(l->handle);
-    if (fd >= 0) dup3(fork_guard::devnull(), fd, O_CLOEXEC);
-  }
-}
-
-bool pool::sync_with_process(lock_t &lock) {
-  if (generation_ == fork_guard::generation()) return false;
-  handles inherited = adopt_child();
-  if (inherited.empty()) return false;
-  // discard_inherited() sends nothing (the socket is /dev/null), but it is a driver call
-  // (PQfinish), and none runs under the pool lock.
-  inside_++;
-  lock.unlock();
-  for (void *handle : inherited) connector_->discard_inherited(handle);
-  lock.lock();
-  inside_--;
-  return true;
-}
-
-// The child's procedure, at its first call into the pool. Idle inherited connections are
-// returned for the caller to discard. A lease lent before the fork to the forking thread
-// (the only one of the parent's threads that exists here) may still come back: it is counted
-// in inherited_out_ and discarded at its checkin. One lent to any other thread cannot: it
-// does not hold the pool (pool_dispose() releases it regardless), and its connection is
-// discarded at its checkin if one ever comes (a lease moved to the forking thread), else
-// leaked (~pool).
-pool::handles pool::adopt_child() {
-  handles inherited_idle;
-  inherited_idle.reserve(records_.size());  // nothing below throws
-  neutralise_sockets();  // a fork that ran no handler has not done it yet
-  // Without the handler (_Fork, a raw clone) the child's first call comes from the thread
-  // that forked, the only one a child of such a fork may run before it execs.
-  pthread_t survivor = forked_by_known_ ? forked_by_ : pthread_self();
-  forked_by_known_ = false;
-  // Every record with a connection: idle, lent, being opened or closed by a parent's thread
-  // (that thread does not exist here).
-  int64_t inherited = 0;
-  idle_.clear();
-  inherited_out_ = 0;
-  for (const std::unique_ptr<lease> &l : records_) {
-    if (!l->handle) continue;
-    inherited++;
-    if (l->state.load(std::memory_order_relaxed) & 1) {
-      l->inherited_blocks = pthread_equal(l->holder, survivor) != 0;
-      if (l->inherited_blocks) inherited_out_++;
-    } else {
-      inherited_idle.push_back(l->handle);
-      l->handle = nullptr;
-      free_records_.push_back(l.get());
-    }
-  }
-  // Waiters, connects, the maintenance thread and the counts were the parent's threads' and
-  // the parent's history. Condition variables a parent's thread waited on are made anew.
-  waiters_.forget();
-  open_ = opening_ = checked_out_ = inside_ = 0;
-  maint_running_ = maint_stop_ = maint_kicked_ = maint_connecting_ = false;
-  maint_due_ = clock::time_point::max();
-  new (&maint_cv_) std::condition_variable();
-  new (&ready_cv_) std::condition_variable();
-  ready_waiters_ = 0;
-  failures_in_row_ = 0;
-  probe_in_flight_ = false;
-  opened_total_ = closed_total_ = connect_failures_total_ = 0;
-  checkouts_total_ = timeouts_total_ = wait_total_us_ = wait_max_us_ = 0;
-  connect_time_total_us_ = connect_time_max_us_ = waits_total_ = 0;
-  std::fill(std::begin(wait_le_us_), std::end(wait_le_us_), 0);
-  pings_total_ = 0;
-  dead_total_ = recycled_total_ = idle_closed_total_ = invalidated_total_ = 0;
-  reset_closed_total_ = resets_total_ = leaks_total_ = fast_fails_total_ = rejected_total_ = 0;
-  inherited_total_ = inherited;
-  generation_ = fork_guard::generation();
-  return inherited_idle;
 }
 
 // The record's slot at the serial of its current checkout (lend() set it).
@@ -239,14 +149,6 @@ waiter *pool::head_to_watch() {
   head->watching = true;  // the post makes it arm its timer
   wait_queue::owe(head);
   return head;
-}
-
-void pool::record_wait(int64_t waited_us) {
-  wait_total_us_ += waited_us;
-  wait_max_us_ = std::max(wait_max_us_, waited_us);
-  waits_total_++;
-  static constexpr int64_t bucket_us[POOL_WAIT_BUCKETS] = POOL_WAIT_BUCKET_US;
-  for (int i = POOL_WAIT_BUCKETS - 1; i >= 0 && waited_us <= bucket_us[i]; i--) wait_le_us_[i]++;
 }
 
 bool pool::releasable() const {
@@ -409,29 +311,6 @@ void pool::checkin(pool_lease_t *handle, bool allow_scoped) {
   p->give_back(l, why, true);
 }
 
-// A lease lent before a fork, checked in by the child: it never reaches the pool again.
-void pool::drop_inherited(lease *l) {
-  pool *p = l->owner;
-  lock_t lock(p->mu_);
-  p->sync_with_process(lock);  // counts this lease among the inherited ones if not done yet
-  uint64_t state = l->state.load(std::memory_order_acquire);
-  if (!(state & 1) ||
-      !l->state.compare_exchange_strong(state, state & ~uint64_t(1), std::memory_order_acq_rel))
-    throw error(POOL_ESTATE, "lease is not checked out (checked in twice, or not a lease)");
-  void *handle = l->handle;
-  l->handle = nullptr;
-  p->free_records_.push_back(l);
-  if (l->inherited_blocks) p->inherited_out_--;
-  l->inherited_blocks = false;
-  // Outside the lock (a driver call), still counted inside; no network I/O: see adopt_child()
-  p->inside_++;
-  lock.unlock();
-  p->connector_->discard_inherited(handle);
-  lock.lock();
-  p->inside_--;
-  p->release_if(lock, p->releasable());
-}
-
 void pool::invalidate(pool_lease_t *handle) {
   lease *l = lease_of(handle);
   if (l->generation != fork_guard::generation())
@@ -583,53 +462,6 @@ int pool::dispose() {
                     "pool disposed with %lld lease(s) still out (%lld of them inherited across "
                     "fork); it is released when the last one is checked in",
                     (long long)leases_out, (long long)inherited_out);
-}
-
-void pool::stats(pool_stats_t *out) {
-  pool_stats_t s{};
-  {
-    lock_t lock(mu_);
-    bool unlocked = sync_with_process(lock);
-    s.pool_size = opts_.pool_size;
-    s.max_overflow = opts_.max_overflow;
-    s.checked_out = checked_out_;
-    s.idle = int64_t(idle_.size());
-    s.opening = opening_;
-    int64_t beyond = open_ + opening_ - opts_.pool_size;
-    s.overflow = beyond > 0 ? beyond : 0;
-    s.waiting = waiters_.size();
-    s.opened_total = opened_total_;
-    s.closed_total = closed_total_;
-    s.connect_failures_total = connect_failures_total_;
-    s.checkouts_total = checkouts_total_;
-    s.timeouts_total = timeouts_total_;
-    s.wait_total_us = wait_total_us_;
-    s.wait_max_us = wait_max_us_;
-    s.inherited_total = inherited_total_;
-    s.connect_time_total_us = connect_time_total_us_;
-    s.connect_time_max_us = connect_time_max_us_;
-    s.waits_total = waits_total_;
-    std::copy(std::begin(wait_le_us_), std::end(wait_le_us_), s.wait_le_us);
-    s.pings_total = pings_total_.load(std::memory_order_relaxed);
-    s.dead_total = dead_total_;
-    s.recycled_total = recycled_total_;
-    s.idle_closed_total = idle_closed_total_;
-    s.invalidated_total = invalidated_total_;
-    s.reset_closed_total = reset_closed_total_;
-    s.resets_total = resets_total_;
-    s.leaks_total = leaks_total_;
-    s.fast_fails_total = fast_fails_total_;
-    s.rejected_total = rejected_total_;
-    // A dispose that ran while sync_with_process() had the lock released left the release
-    // to this thread.
-    if (unlocked && releasable()) {
-      lock.unlock();
-      delete this;
-    }
-  }
-  size_t n = size_t(out->size) < sizeof s ? size_t(out->size) : sizeof s;
-  s.size = int64_t(n);
-  std::memcpy(out, &s, n);
 }
 
 }  // namespace connpool
