@@ -181,6 +181,10 @@ lease *pool::acquire(lock_t &lock, double timeout_s, lazy_deadline &deadline, co
       hand_over(l, first, now, first != &w);
       if (first != &w) first->signal.post();
     }
+    // Left idle for a head that is not due (this waiter was served before it): it must
+    // watch them. (At the head itself, this waiter took what was idle.)
+    if (waiters_.front() != &w)
+      if (waiter *next = head_to_watch()) next->signal.post();
     if (w.done() || now >= until) break;
     // Asleep until posted, or, at the head of the queue, until it comes due: then it looks
     // at the idle connections itself (no connection stays idle past that while it waits).
@@ -199,7 +203,7 @@ lease *pool::acquire(lock_t &lock, double timeout_s, lazy_deadline &deadline, co
       return l;
     }
     lock.lock();
-    w.watching = false;  // awake: it looks now, and arms its timer again if it sleeps
+    w.watching = w.woken = false;  // awake: it looks now, and arms its timer again if it sleeps
   }
   if (w.linked) waiters_.unlink(&w);
   // Leaving with connections idle (it timed out): the next waiter watches them.

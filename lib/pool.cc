@@ -144,9 +144,10 @@ void pool::hand_over(lease *l, waiter *w, clock::time_point now, bool will_post)
 }
 
 waiter *pool::head_to_watch() {
-  if (idle_.empty() || waiters_.empty() || waiters_.front()->watching) return nullptr;
+  if (idle_.empty() || waiters_.empty()) return nullptr;
   waiter *head = waiters_.front();
-  head->watching = true;  // the post makes it arm its timer
+  if (head->woken || (head->watching && idle_.size() < 2)) return nullptr;
+  head->woken = true;
   wait_queue::owe(head);
   return head;
 }

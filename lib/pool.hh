@@ -185,8 +185,10 @@ class pool {
   // (counted here), false only for a waiter that serves itself.
   void hand_over(lease *l, waiter *w, clock::time_point now, bool will_post);
   void record_wait(int64_t waited_us);  // mu_
-  // mu_: with connections idle and waiters waiting, makes sure the head looks at them by the
-  // time it comes due; returns the waiter to post (counted) if it must be woken for that.
+  // mu_: with connections idle and waiters waiting, makes sure the head looks at them: by
+  // the time it comes due if one connection is idle (the thread that returned it most likely
+  // takes it back before that), at once if more are (nobody took the first back). Returns the
+  // waiter to post (counted) if it must be woken for that.
   waiter *head_to_watch();
   bool releasable() const;            // mu_
   bool leave_and_check_release();     // mu_

@@ -52,9 +52,8 @@ struct waiter {
   clock::time_point since;  // when it started waiting
   bool may_open = false;    // a slot reserved for this waiter (the pool's opening_ counts it)
   bool closed = false;      // the pool was disposed
-  // At the head of the queue: it will look at the idle connections by the time it comes
-  // due (its timer runs, or a post is on its way to make it arm one).
-  bool watching = false;
+  bool watching = false;  // asleep at the head with a timer set for when it comes due
+  bool woken = false;     // a post is on its way: it will look at the idle connections
   bool linked = false;
   // A connection passed straight from a checkin, lent to it already. Set under the lock
   // before the post that announces it, read by the waiter without the lock.
