@@ -82,7 +82,7 @@ $(B)/connpool.pc: pkgconfig/connpool.pc.in include/connpool.h Makefile
 
 # ---------------------------------------------------------------- tests
 TESTS := test_options test_pool test_pq test_fork test_dlclose_fork test_odbc test_lifecycle test_health test_query \
-	test_security test_pgbouncer test_failover test_faults test_pool_timeout
+	test_security test_pgbouncer test_failover test_faults test_pool_timeout test_hotpath
 TEST_BINS := $(TESTS:%=$(B)/tests/%)
 # The parsers' fuzz targets (tests/fuzz/): make fuzz runs them, make check replays their corpus.
 FUZZ_TARGETS := fuzz_options fuzz_conninfo fuzz_scrub
