@@ -1177,9 +1177,9 @@ int main(void) {
 
     bench_overhead();
     bench_sql();
+    bench_effects();
     bench_fork_check();
     int fork_ok = bench_fork();
-    bench_effects();
 
     printf("\ntotal run time %.1f s\n", now_seconds() - t0);
     if (!fork_ok) {
