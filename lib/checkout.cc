@@ -237,8 +237,7 @@ lease *pool::acquire(lock_t &lock, double timeout_s, lazy_deadline &deadline, co
     grant_slot_to_next_waiter();
   }
   bool release = leave_and_check_release();
-  bool closed = w.closed || closed_;
-  if (closed) {
+  if (w.closed || closed_) {
     release_if(lock, release);
     settle(owed);
     throw error(POOL_ECLOSED, "pool was disposed while waiting for a connection");

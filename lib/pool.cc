@@ -10,7 +10,6 @@
 #include <cstring>
 #include <new>
 
-#include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
 

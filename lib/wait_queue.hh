@@ -76,8 +76,8 @@ class wait_queue {
     head_ = tail_ = nullptr;
     size_ = 0;
   }
-  // Counts one post for w: the caller makes it with post_owed() once the lock is released,
-  // or at once if it must (post_now).
+  // Counts one post for w (under the lock): the caller makes it with w->signal.post() once
+  // the lock is released, or at once with post_now().
   static void owe(waiter *w) noexcept {
     w->owed.store(w->owed.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
