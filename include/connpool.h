@@ -109,7 +109,12 @@ typedef enum pool_status {
  *   pool_use_lifo    true      reuse the most recently returned connection first (true) or
  *                              the least recently returned (false, SQLAlchemy's default);
  *                              true/false, on/off, 1/0. Since 1.2 the default is true: it
- *                              keeps as few server backends busy as the load needs
+ *                              keeps as few server backends busy as the load needs. With
+ *                              true, a connection checked in while nobody waits is kept for
+ *                              the thread that returned it, whose next untagged checkout
+ *                              takes it back without the pool's lock (unless min_idle,
+ *                              idle_timeout or leak_threshold is set); it stays idle to
+ *                              every other thread and rule meanwhile
  *   pool_handoff_after 0.002   seconds a waiter waits before every connection checked in goes
  *                              straight to it (see pool_checkout); 0: always (strict FIFO
  *                              hand-off, the behaviour before 1.2). Since 1.2
@@ -272,8 +277,8 @@ CONNPOOL_API int pool_dispose(pool_t *pool);
 /* ---------------------------------------------------------------- leases */
 
 /**
- * Check a connection out. Serves an idle connection (newest first, or oldest with
- * pool_use_lifo=false); else opens a new one while fewer than pool_size + max_overflow exist
+ * Check a connection out. Serves an idle connection (the one this thread returned last if
+ * it is still idle, else the newest; the oldest with pool_use_lifo=false); else opens a new one while fewer than pool_size + max_overflow exist
  * and nobody waits; else waits. Waiters are served first come first served, and the rule
  * between waiters and newcomers is: a waiter that has waited pool_handoff_after (2 ms) is
  * served before any later checkout, since every connection checked in from then on goes

@@ -34,7 +34,71 @@ pool_lease_t *pool::checkout(int64_t timeout_ms, const char *tag) {
   handles to_close;
   int rejections = 0;
   bool inside = false;  // counted in inside_ between tries
-  lock_t lock(mu_);
+  close_reason why = close_reason::none;
+  lease *l = take_parked(tag, why);  // this thread's own connection, without the lock
+  lock_t lock(mu_, std::defer_lock);
+  for (;;) {
+    if (!l) {
+      l = acquire_locked(lock, timeout_s, deadline, tag, to_close, inside);
+      why = close_reason::none;
+    }
+    if (why == close_reason::none && !l->fresh && opts_.pre_ping) {
+      // Something unsolicited on an idle connection is never taken as a sign of life.
+      liveness seen = connector_->looks_alive(l->handle);
+      bool alive = seen != liveness::dead;
+      if (alive && (seen == liveness::unsure ||
+                    coarse_now() - l->idle_since >= seconds(opts_.pre_ping_interval_s))) {
+        pings_total_.fetch_add(1, std::memory_order_relaxed);
+        alive = connector_->ping(
+            l->handle, std::min(deadline.get(), clock::now() + seconds(opts_.ping_timeout_s)));
+      }
+      if (!alive) why = close_reason::dead;
+    }
+    l->fresh = false;
+    if (why == close_reason::none && hooks_.on_checkout &&
+        hooks_.on_checkout(l->native, hooks_.user_data) != 0) {
+      why = close_reason::invalidated;
+      rejections++;
+    }
+    if (why == close_reason::none) return encode(l);
+    give_back(l, why, true, true);
+    l = nullptr;
+    inside = true;
+    // Leaving with an error: this thread no longer counts as inside, so the pool may be freed
+    // by release_if(): nothing of it may be touched after leave().
+    auto leave = [&](bool timed_out) {
+      lock.lock();
+      inside_--;
+      if (timed_out) timeouts_total_++;
+      release_if(lock, releasable());
+    };
+    // A ping that used up the deadline leaves no time to open another connection: starting
+    // one anyway would only fail as a "connect timed out after 0.00 s", count as a connect
+    // failure (feeding fail-fast though no connect was refused) and touch the server for
+    // nothing.
+    if (why == close_reason::dead && clock::now() >= deadline.get()) {
+      char msg[256];
+      std::snprintf(msg, sizeof msg,
+                    "no live connection within the timeout: pool_pre_ping found the connection "
+                    "dead (no answer before the checkout's deadline, %.2f s) and no time was "
+                    "left to open another",
+                    io_s);
+      leave(true);
+      throw error(POOL_ETIMEDOUT, msg);
+    }
+    if (rejections >= max_hook_rejections) {
+      leave(false);
+      throw error(POOL_ECONNECT, "the on_checkout hook rejected 3 connections in a row");
+    }
+  }
+}
+
+// Takes the lock and returns a lease lent to this thread under the pool's rules, with the
+// lock released, or throws with it released. inside: this thread is counted in inside_ from
+// a previous try (uncounted here).
+lease *pool::acquire_locked(lock_t &lock, double timeout_s, lazy_deadline &deadline,
+                            const char *tag, handles &to_close, bool &inside) {
+  lock.lock();
   for (;;) {
     if (inside) {
       inside_--;
@@ -66,56 +130,7 @@ pool_lease_t *pool::checkout(int64_t timeout_ms, const char *tag) {
         }
       }
     }
-    lease *l = acquire(lock, timeout_s, deadline, tag, to_close);  // returns unlocked
-    close_reason why = close_reason::none;
-    if (!l->fresh && opts_.pre_ping) {
-      // Something unsolicited on an idle connection is never taken as a sign of life.
-      liveness seen = connector_->looks_alive(l->handle);
-      bool alive = seen != liveness::dead;
-      if (alive && (seen == liveness::unsure ||
-                    coarse_now() - l->idle_since >= seconds(opts_.pre_ping_interval_s))) {
-        pings_total_.fetch_add(1, std::memory_order_relaxed);
-        alive = connector_->ping(
-            l->handle, std::min(deadline.get(), clock::now() + seconds(opts_.ping_timeout_s)));
-      }
-      if (!alive) why = close_reason::dead;
-    }
-    l->fresh = false;
-    if (why == close_reason::none && hooks_.on_checkout &&
-        hooks_.on_checkout(l->native, hooks_.user_data) != 0) {
-      why = close_reason::invalidated;
-      rejections++;
-    }
-    if (why == close_reason::none) return encode(l);
-    give_back(l, why, true, true);
-    inside = true;
-    // Leaving with an error: this thread no longer counts as inside, so the pool may be freed
-    // by release_if(): nothing of it may be touched after leave().
-    auto leave = [&](bool timed_out) {
-      lock.lock();
-      inside_--;
-      if (timed_out) timeouts_total_++;
-      release_if(lock, releasable());
-    };
-    // A ping that used up the deadline leaves no time to open another connection: starting
-    // one anyway would only fail as a "connect timed out after 0.00 s", count as a connect
-    // failure (feeding fail-fast though no connect was refused) and touch the server for
-    // nothing.
-    if (why == close_reason::dead && clock::now() >= deadline.get()) {
-      char msg[256];
-      std::snprintf(msg, sizeof msg,
-                    "no live connection within the timeout: pool_pre_ping found the connection "
-                    "dead (no answer before the checkout's deadline, %.2f s) and no time was "
-                    "left to open another",
-                    io_s);
-      leave(true);
-      throw error(POOL_ETIMEDOUT, msg);
-    }
-    if (rejections >= max_hook_rejections) {
-      leave(false);
-      throw error(POOL_ECONNECT, "the on_checkout hook rejected 3 connections in a row");
-    }
-    lock.lock();
+    return acquire(lock, timeout_s, deadline, tag, to_close);  // returns unlocked
   }
 }
 
@@ -128,6 +143,7 @@ lease *pool::acquire(lock_t &lock, double timeout_s, lazy_deadline &deadline, co
     // (wait_queue.hh); a connect never jumps the queue.
     bool queued = !waiters_.empty();
     if (queued && (idle_.empty() || handoff_due(clock::now()))) break;
+    if (idle_.empty()) collect_parked();  // (none is parked while anyone waits)
     clock::time_point now = coarse_now();
     lease *l = idle_.empty() ? nullptr : take_usable_idle(now, to_close);
     if (l) lend(l, tag, holder_thread(), pthread_self(), now);
@@ -165,6 +181,7 @@ lease *pool::acquire(lock_t &lock, double timeout_s, lazy_deadline &deadline, co
   w.thread = holder_thread();
   w.since = clock::now();
   waiters_.push_back(&w);
+  collect_parked();  // after the push, which stops parking (parked.cc)
   inside_++;
   // Leaving: every post owed to w lands before w's memory goes (wait_queue.hh).
   auto settle = [&w](uint32_t owed) { w.signal.wait_for_count(owed); };
@@ -328,17 +345,21 @@ void pool::check_fail_fast() {
 std::string pool::longest_holders(clock::time_point now) const {
   std::vector<const lease *> held;
   for (const std::unique_ptr<lease> &l : records_)
-    if ((l->state.load(std::memory_order_relaxed) & 1) && l->generation == generation_)
+    if ((l->state.load(std::memory_order_acquire) & 1) && l->generation == generation_)
       held.push_back(l.get());
   size_t n = std::min<size_t>(held.size(), 3);
   std::partial_sort(held.begin(), held.begin() + long(n), held.end(),
-                    [](const lease *a, const lease *b) { return a->lent_at < b->lent_at; });
+                    [](const lease *a, const lease *b) {
+                      return a->lent_at.load(std::memory_order_relaxed) <
+                             b->lent_at.load(std::memory_order_relaxed);
+                    });
   std::string out;
   for (size_t i = 0; i < n; i++) {
     char item[lease::tag_size + 48];
     std::snprintf(item, sizeof item, "%s'%s' %.2f s", i ? ", " : "; longest held: ",
                   held[i]->tag[0] ? held[i]->tag : "(untagged)",
-                  std::chrono::duration<double>(now - held[i]->lent_at).count());
+                  std::chrono::duration<double>(now - held[i]->lent_at.load(std::memory_order_relaxed))
+                      .count());
     out += item;
   }
   return out;
@@ -350,8 +371,9 @@ void pool::throw_timeout(double timeout_s) {
   std::snprintf(msg, sizeof msg,
                 "QueuePool limit of size %d overflow %d reached, connection timed out, "
                 "timeout %.2f (checked out %lld, idle %lld, waiting %lld)",
-                opts_.pool_size, opts_.max_overflow, timeout_s, (long long)checked_out_,
-                (long long)idle_.size(), (long long)waiters_.size());
+                opts_.pool_size, opts_.max_overflow, timeout_s,
+                (long long)(checked_out_ - count_parked()),
+                (long long)(int64_t(idle_.size()) + count_parked()), (long long)waiters_.size());
   throw error(POOL_ETIMEDOUT, msg + longest_holders(coarse_now()));
 }
 

@@ -130,8 +130,9 @@ clock::time_point pool::maintenance_pass(lock_t &lock) {
       if (!(l->state.load(std::memory_order_relaxed) & 1) || l->generation != generation_ ||
           l->leak_reported)
         continue;
-      if (now - l->lent_at < threshold) {
-        due_at(l->lent_at + threshold);
+      clock::time_point lent_at = l->lent_at.load(std::memory_order_relaxed);
+      if (now - lent_at < threshold) {
+        due_at(lent_at + threshold);
         continue;
       }
       l->leak_reported = true;
@@ -141,7 +142,7 @@ clock::time_point pool::maintenance_pass(lock_t &lock) {
                     "possible leak: lease '%s' held for %.2f s (leak_threshold %.2f s) by "
                     "thread %d",
                     l->tag[0] ? l->tag : "(untagged)",
-                    std::chrono::duration<double>(now - l->lent_at).count(),
+                    std::chrono::duration<double>(now - lent_at).count(),
                     opts_.leak_threshold_s, int(l->thread));
       leaks.emplace_back(message);
     }

@@ -31,6 +31,11 @@ void copy_tag(char (&dst)[lease::tag_size], const char *tag) {
   dst[n] = '\0';
 }
 
+uint64_t next_pool_id() noexcept {
+  static std::atomic<uint64_t> last{0};
+  return last.fetch_add(1, std::memory_order_relaxed) + 1;
+}
+
 }  // namespace
 
 clock::time_point coarse_now() noexcept {
@@ -43,6 +48,8 @@ clock::time_point coarse_now() noexcept {
 pool::pool(std::unique_ptr<connector> conn, const options &opts)
     : opts_(opts),
       connector_(std::move(conn)),
+      parking_(opts.use_lifo && !opts.null_pool && !opts.needs_maintenance()),
+      id_(next_pool_id()),
       handoff_after_(std::chrono::duration_cast<clock::duration>(
           std::chrono::duration<double>(opts.handoff_after_s))),
       jitter_rng_(uint32_t(reinterpret_cast<uintptr_t>(this) ^
@@ -102,7 +109,7 @@ void pool::lend(lease *l, const char *tag, pid_t thread, pthread_t holder,
   l->abandoned = false;
   l->leak_reported = false;
   l->generation = generation_;
-  l->lent_at = now;
+  l->lent_at.store(now, std::memory_order_relaxed);
   l->thread = thread;  // 0 unless leak_threshold: only leak reports name it
   l->holder = holder;
   copy_tag(l->tag, tag);
@@ -188,7 +195,8 @@ void pool::retire_record(lease *l, close_reason why, handles &to_close) {
 
 void pool::retire_below(uint64_t seq, handles &to_close) {
   if (seq <= retired_below_) return;
-  retired_below_ = seq;
+  retired_below_ = seq;  // before the collect: a lease parked from here on is seen retired
+  collect_parked();
   std::deque<lease *> keep;
   for (lease *l : idle_) {
     if (l->seq < seq) retire_record(l, close_reason::retired, to_close);
@@ -220,7 +228,7 @@ void pool::give_back(lease *l, close_reason why, bool was_out, bool retry) {
   double held_s = 0;
   char tag[lease::tag_size];
   if (late) {
-    held_s = std::chrono::duration<double>(now - l->lent_at).count();
+    held_s = std::chrono::duration<double>(now - l->lent_at.load(std::memory_order_relaxed)).count();
     std::memcpy(tag, l->tag, sizeof tag);
   }
 
@@ -240,6 +248,7 @@ void pool::give_back(lease *l, close_reason why, bool was_out, bool retry) {
   waiter *to_wake = nullptr;  // posted once the lock is released
   if (why == close_reason::none) {
     l->idle_since = now;
+    if (open_ > opts_.pool_size) collect_parked();  // the rule below counts every idle one
     if (!waiters_.empty()) {
       clock::time_point precise = clock::now();
       if (handoff_due(precise)) {  // straight to the longest waiter
@@ -306,8 +315,9 @@ void pool::checkin(pool_lease_t *handle, bool allow_scoped) {
   if (l->invalidated || hook_refuses) why = close_reason::invalidated;
   else if (p->opts_.null_pool) why = close_reason::other;
   else if (!p->connector_->reset(l->handle, p->opts_.reset, l->ran_queries,
-                                 coarse_now() == l->lent_at, seconds(p->opts_.ping_timeout_s)))
+                                 coarse_now() == l->lent_at.load(std::memory_order_relaxed), seconds(p->opts_.ping_timeout_s)))
     why = close_reason::dead;
+  if (why == close_reason::none && p->park(l)) return;  // parked.cc: no lock
   p->give_back(l, why, true);
 }
 
@@ -437,7 +447,8 @@ int pool::dispose() {
     if (unlocked) release_if(lock, releasable());  // disposed meanwhile: the last one inside
     throw error(POOL_ECLOSED, "pool is already disposed");
   }
-  closed_ = true;
+  closed_ = true;  // before the collect: nothing is parked from here on
+  collect_parked();
   while (!waiters_.empty()) {
     waiter *w = waiters_.front();
     waiters_.unlink(w);

@@ -74,13 +74,19 @@ struct lease {
   uint64_t generation = 0;   // the process generation it was lent in (fork.hh)
   uint64_t seq = 0;          // opening order (pool::retired_below_)
   clock::time_point expires;   // pool_recycle with this connection's jitter; max() if none
-  clock::time_point lent_at;   // mu_ (coarse)
+  // Coarse. Written by the holder at checkout (under mu_, or without it on the parked path)
+  // and read under mu_ for every lease out (timeout messages, leak reports): atomic.
+  std::atomic<clock::time_point> lent_at{};
   clock::time_point idle_since;  // mu_ (coarse)
   pid_t thread = 0;            // mu_: the holder's thread id
   pthread_t holder{};          // mu_: the thread it was lent to (who survives a fork: adopt_child)
   bool inherited_blocks = false;  // mu_: lent at a fork by the forking thread: counted in
                                   // inherited_out_ until it comes back
   char tag[tag_size] = "";     // mu_
+  // Thread-affine reuse (parked.cc): not_parked, or being_parked / parked by the thread that
+  // checked it in last; a parked lease is idle, counted in checked_out_ until it is taken.
+  std::atomic<uint32_t> parked{0};
+  std::atomic<int64_t> parked_checkouts{0};  // checkouts that took it back without the lock
 };
 
 class pool {
@@ -153,7 +159,18 @@ class pool {
     clock::time_point at_{};
   };
 
+  // Thread-affine reuse (parked.cc): a healthy connection checked in while nobody waits is
+  // parked for the thread that returned it, which takes it back without the lock.
+  // No lock: this thread's parked lease, lent to it, or nullptr. why: none, or why it must
+  // be given back (the pool was disposed, the connection retired or expired meanwhile).
+  lease *take_parked(const char *tag, close_reason &why) noexcept;
+  bool park(lease *l) noexcept;    // no lock: true if l is parked (the caller is done with it)
+  void collect_parked();           // mu_: every parked lease joins idle_
+  int64_t count_parked() const;    // mu_
+
   // Checkout, in steps (checkout.cc).
+  lease *acquire_locked(lock_t &lock, double timeout_s, lazy_deadline &deadline,
+                        const char *tag, handles &to_close, bool &inside);
   lease *acquire(lock_t &lock, double timeout_s, lazy_deadline &deadline, const char *tag,
                  handles &to_close);
   bool passes_checks(lease *l, clock::time_point deadline, int &rejections);
@@ -259,21 +276,24 @@ class pool {
   pool_hooks_t hooks_{};
 
   std::mutex mu_;
-  bool closed_ = false;                          // mu_
+  // Written under mu_; atomic because park() reads it without the lock.
+  std::atomic<bool> closed_{false};
+  const bool parking_;                           // thread-affine reuse applies (parked.cc)
+  const uint64_t id_;                            // unique in the process: parked.cc's hint
   bool started_ = false;                         // mu_: hooks are fixed from here on
   std::deque<lease *> idle_;                     // mu_: front is the oldest returned
   std::vector<std::unique_ptr<lease>> records_;  // mu_
   std::vector<lease *> free_records_;            // mu_
   wait_queue waiters_;                           // mu_
   clock::duration handoff_after_;                // options::handoff_after_s
-  int64_t open_ = 0;                             // mu_: open connections, lent or idle
+  std::atomic<int64_t> open_{0};                 // mu_ (read by park()): open, lent or idle
   int64_t opening_ = 0;                          // mu_: connects in progress
-  int64_t checked_out_ = 0;                      // mu_
+  int64_t checked_out_ = 0;                      // mu_: lent or parked
   int64_t inside_ = 0;                           // mu_
   int64_t inherited_out_ = 0;                    // mu_: leases lent before a fork, not back
   uint64_t generation_;                          // mu_: the process generation of the state
   uint64_t next_seq_ = 1;                        // mu_
-  uint64_t retired_below_ = 0;                   // mu_
+  std::atomic<uint64_t> retired_below_{0};       // mu_ (read by the parked path)
   std::minstd_rand jitter_rng_;                  // mu_
 
   // mu_: connect failures in a row, and the fail-fast window they open.

@@ -73,6 +73,9 @@ pool::handles pool::adopt_child() {
   idle_.clear();
   inherited_out_ = 0;
   for (const std::unique_ptr<lease> &l : records_) {
+    // Parked by a parent's thread, or on its way (parked.cc): idle, inherited.
+    l->parked.store(0, std::memory_order_relaxed);
+    l->parked_checkouts.store(0, std::memory_order_relaxed);
     if (!l->handle) continue;
     inherited++;
     if (l->state.load(std::memory_order_relaxed) & 1) {

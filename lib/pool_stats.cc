@@ -22,8 +22,9 @@ void pool::stats(pool_stats_t *out) {
     bool unlocked = sync_with_process(lock);
     s.pool_size = opts_.pool_size;
     s.max_overflow = opts_.max_overflow;
-    s.checked_out = checked_out_;
-    s.idle = int64_t(idle_.size());
+    int64_t parked = count_parked();  // idle, though counted in checked_out_ (parked.cc)
+    s.checked_out = checked_out_ - parked;
+    s.idle = int64_t(idle_.size()) + parked;
     s.opening = opening_;
     int64_t beyond = open_ + opening_ - opts_.pool_size;
     s.overflow = beyond > 0 ? beyond : 0;
@@ -32,6 +33,8 @@ void pool::stats(pool_stats_t *out) {
     s.closed_total = closed_total_;
     s.connect_failures_total = connect_failures_total_;
     s.checkouts_total = checkouts_total_;
+    for (const std::unique_ptr<lease> &l : records_)
+      s.checkouts_total += l->parked_checkouts.load(std::memory_order_relaxed);
     s.timeouts_total = timeouts_total_;
     s.wait_total_us = wait_total_us_;
     s.wait_max_us = wait_max_us_;

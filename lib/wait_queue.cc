@@ -53,7 +53,7 @@ void wait_queue::push_back(waiter *w) noexcept {
   (tail_ ? tail_->next : head_) = w;
   tail_ = w;
   w->linked = true;
-  size_++;
+  size_.store(size_.load(std::memory_order_relaxed) + 1, std::memory_order_seq_cst);
 }
 
 void wait_queue::unlink(waiter *w) noexcept {
@@ -61,7 +61,7 @@ void wait_queue::unlink(waiter *w) noexcept {
   (w->next ? w->next->prev : tail_) = w->prev;
   w->prev = w->next = nullptr;
   w->linked = false;
-  size_--;
+  size_.store(size_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
 }
 
 }  // namespace connpool

@@ -68,13 +68,17 @@ class wait_queue {
  public:
   bool empty() const noexcept { return !head_; }
   waiter *front() const noexcept { return head_; }
-  int64_t size() const noexcept { return size_; }
+  int64_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
+  // Read without the pool lock by a checkin that parks its lease (parked.cc). A waiter's
+  // push_back is a sequentially consistent store, followed by pool::collect_parked(): either
+  // the checkin sees the waiter and does not park, or the waiter's collect finds the lease.
+  int64_t size_unlocked() const noexcept { return size_.load(std::memory_order_seq_cst); }
   void push_back(waiter *w) noexcept;
   void unlink(waiter *w) noexcept;
   // After fork, in the child: the waiters were the parent's threads.
   void forget() noexcept {
     head_ = tail_ = nullptr;
-    size_ = 0;
+    size_.store(0, std::memory_order_relaxed);
   }
   // Counts one post for w (under the lock): the caller makes it with w->signal.post() once
   // the lock is released, or at once with post_now().
@@ -88,7 +92,7 @@ class wait_queue {
 
  private:
   waiter *head_ = nullptr, *tail_ = nullptr;
-  int64_t size_ = 0;
+  std::atomic<int64_t> size_{0};  // written under the pool lock
 };
 
 }  // namespace connpool

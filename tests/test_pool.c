@@ -209,6 +209,62 @@ static void lifo_by_default_fifo_when_asked(void **state) {
     }
 }
 
+/* A connection checked in while nobody waits is parked for the thread that returned it (no
+ * lock on its next checkout), and stays an idle connection for every other rule: another
+ * thread gets it without a connect, statistics count it idle, pool_reset() and dispose
+ * close it, and a second lease of the same thread keeps LIFO order. */
+static void a_parked_connection_is_idle_to_every_thread_and_every_rule(void **state) {
+    (void)state;
+    pool_t *pool = make_pool("pool_size=2 max_overflow=0");
+    pool_lease_t *a;
+    assert_ok(pool_checkout(&a, pool, -1));
+    int first = conn_id(a);
+    assert_ok(pool_checkin(a));
+    pool_stats_t st = stats_of(pool);
+    assert_int_equal(st.idle, 1);
+    assert_int_equal(st.checked_out, 0);
+    assert_ok(pool_checkout(&a, pool, -1)); /* taken back by its thread */
+    assert_int_equal(conn_id(a), first);
+    st = stats_of(pool);
+    assert_int_equal(st.idle, 0);
+    assert_int_equal(st.checked_out, 1);
+    assert_int_equal(st.checkouts_total, 2);
+    assert_ok(pool_checkin(a));
+
+    struct taker t; /* another thread: served from the parked connection, no connect */
+    start_taker(&t, pool, 1000, 1);
+    pthread_join(t.thread, NULL);
+    assert_int_equal(t.rc, POOL_OK);
+    assert_int_equal(t.id, first);
+    assert_int_equal(F.opened, 1);
+
+    assert_ok(pool_checkout(&a, pool, -1)); /* the other thread parked it: still found */
+    assert_int_equal(conn_id(a), first);
+    assert_ok(pool_checkin(a));
+    assert_ok(pool_reset(pool)); /* closes it though it is parked */
+    assert_int_equal(F.closed, 1);
+    assert_int_equal(stats_of(pool).idle, 0);
+    assert_ok(pool_checkout(&a, pool, -1));
+    assert_int_not_equal(conn_id(a), first);
+    assert_int_equal(F.opened, 2);
+
+    pool_lease_t *b; /* two leases of one thread: the one returned last comes back first */
+    assert_ok(pool_checkout(&b, pool, -1));
+    int second = conn_id(b);
+    assert_ok(pool_checkin(a));
+    assert_ok(pool_checkin(b));
+    assert_int_equal(stats_of(pool).idle, 2);
+    assert_ok(pool_checkout(&b, pool, -1));
+    assert_int_equal(conn_id(b), second);
+    assert_ok(pool_checkin(b));
+    st = stats_of(pool);
+    assert_int_equal(st.checkouts_total, 7);
+    assert_int_equal(st.checked_out, 0);
+    assert_ok(pool_dispose(pool)); /* closes the parked one and the idle one at once */
+    assert_int_equal(F.closed, 3);
+    assert_int_equal(F.destroyed, 1);
+}
+
 static void exhausted_pool_times_out_with_exact_message(void **state) {
     (void)state;
     pool_t *pool = make_pool("pool_size=1 max_overflow=0 pool_timeout=0.02");
@@ -815,6 +871,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(idle_connection_is_reused),
         cmocka_unit_test(lifo_by_default_fifo_when_asked),
+        cmocka_unit_test(a_parked_connection_is_idle_to_every_thread_and_every_rule),
         cmocka_unit_test(exhausted_pool_times_out_with_exact_message),
         cmocka_unit_test(a_zero_timeout_checkout_may_still_connect),
         cmocka_unit_test(with_pool_timeout_0_a_connect_gets_30_seconds),
