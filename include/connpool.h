@@ -118,6 +118,10 @@ typedef enum pool_status {
  *   pool_handoff_after 0.002   seconds a waiter waits before every connection checked in goes
  *                              straight to it (see pool_checkout); 0: always (strict FIFO
  *                              hand-off, the behaviour before 1.2). Since 1.2
+ *   pool_overflow_after auto   seconds a checkout that could open an overflow connection
+ *                              (beyond pool_size) first waits for one to come back; auto:
+ *                              three times the pool's mean connect time; 0: opens at once
+ *                              (SQLAlchemy; the behaviour before 1.2). Since 1.2
  *   reset_on_return  rollback  at checkin: rollback, commit, discard, or none
  *   poolclass        queue     queue: the pool above; null: every checkout opens a new
  *                              connection and every checkin closes it (no limit, no wait)
@@ -279,7 +283,8 @@ CONNPOOL_API int pool_dispose(pool_t *pool);
 /**
  * Check a connection out. Serves an idle connection (the one this thread returned last if
  * it is still idle, else the newest; the oldest with pool_use_lifo=false); else opens a new one while fewer than pool_size + max_overflow exist
- * and nobody waits; else waits. Waiters are served first come first served, and the rule
+ * and nobody waits (beyond pool_size, only once it has waited pool_overflow_after for a
+ * connection to come back); else waits. Waiters are served first come first served, and the rule
  * between waiters and newcomers is: a waiter that has waited pool_handoff_after (2 ms) is
  * served before any later checkout, since every connection checked in from then on goes
  * straight to the longest waiter; before that, a thread that checks a connection in may take

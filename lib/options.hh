@@ -20,6 +20,10 @@ struct options {
   // How long the longest waiter waits before every returned connection must go to it
   // (wait_queue.hh); 0: always (strict FIFO hand-off).
   double handoff_after_s = 0.002;
+  // How long a checkout that would open an overflow connection first waits for one to come
+  // back (pool_overflow_after); -1 (auto): as long as a connect of this pool takes on average,
+  // so it is served by whichever comes first on average; 0: opens at once (SQLAlchemy).
+  double overflow_after_s = -1;
   pool_reset_mode reset = POOL_RESET_ROLLBACK;
   bool null_pool = false;  // poolclass=null: no reuse, no limit
   bool odbc_allow_dm_pooling = false;  // odbc_dm_pooling=allow

@@ -189,6 +189,8 @@ class pool {
   }
 
   bool has_capacity() const;          // mu_
+  static constexpr clock::duration no_overflow_rule = clock::duration(-1);
+  clock::duration overflow_wait() const;  // mu_: before opening an overflow connection
   lease *take_idle();                 // mu_
   void lend(lease *l, const char *tag, pid_t thread, pthread_t holder,
             clock::time_point now);  // mu_

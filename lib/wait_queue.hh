@@ -50,6 +50,8 @@ struct waiter {
   pid_t thread = 0;
   pthread_t self = pthread_self();
   clock::time_point since;  // when it started waiting
+  // When it may open a connection itself if none came back (pool_overflow_after); max(): never
+  clock::time_point open_at = clock::time_point::max();
   bool may_open = false;    // a slot reserved for this waiter (the pool's opening_ counts it)
   bool closed = false;      // the pool was disposed
   bool watching = false;  // asleep at the head with a timer set for when it comes due

@@ -73,6 +73,8 @@ static void bad_values_name_key_and_value(void **state) {
         {"pool_use_lifo=maybe", "pool_use_lifo", "\"maybe\""},
         {"reset_on_return=sometimes", "reset_on_return", "\"sometimes\""},
         {"poolclass=static", "poolclass", "\"static\""},
+        {"pool_overflow_after=soon", "pool_overflow_after", "\"soon\""},
+        {"pool_overflow_after=-1", "pool_overflow_after", "\"-1\""},
         {"pool_size=", "pool_size", "\"\""},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
@@ -212,6 +214,9 @@ static void health_and_lifecycle_options_parse(void **state) {
         "min_idle=0 fail_fast_after=0",
         "min_idle=3 pool_size=3",     /* min_idle may equal pool_size, in either order */
         "pool_size=3 min_idle=3",
+        "pool_overflow_after=auto pool_handoff_after=0",
+        "pool_overflow_after=0.05",
+        "pool_overflow_after=0",      /* SQLAlchemy's rule: overflow opens at once */
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         pool_t *pool = NULL;

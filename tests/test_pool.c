@@ -434,6 +434,44 @@ static void overflow_connections_close_at_checkin(void **state) {
     assert_int_equal(F.closed, 4);
 }
 
+/* pool_overflow_after: a checkout that could open an overflow connection first waits that
+ * long for one to come back; with 0 it opens at once (SQLAlchemy's rule). */
+static void an_overflow_connect_waits_for_a_connection_to_come_back_first(void **state) {
+    (void)state;
+    pool_t *pool = make_pool("pool_size=1 max_overflow=1 pool_overflow_after=0.2");
+    pool_lease_t *held;
+    assert_ok(pool_checkout(&held, pool, -1));
+    int first = conn_id(held);
+    struct taker t;
+    start_taker(&t, pool, 5000, 1);
+    assert_true(await_waiting(pool, 1, 5000)); /* waits instead of opening */
+    assert_ok(pool_checkin(held));
+    pthread_join(t.thread, NULL);
+    assert_int_equal(t.rc, POOL_OK);
+    assert_int_equal(t.id, first); /* served by the connection that came back */
+    assert_int_equal(F.opened, 1);
+
+    assert_ok(pool_checkout(&held, pool, -1));
+    start_taker(&t, pool, 5000, 1); /* nothing comes back: it opens after 0.2 s */
+    pthread_join(t.thread, NULL);
+    assert_int_equal(t.rc, POOL_OK);
+    assert_int_not_equal(t.id, first);
+    assert_int_equal(F.opened, 2);
+    assert_true(stats_of(pool).wait_max_us >= 200000);
+    assert_ok(pool_checkin(held));
+    assert_ok(pool_dispose(pool));
+
+    pool = make_pool("pool_size=1 max_overflow=1 pool_overflow_after=0");
+    assert_ok(pool_checkout(&held, pool, -1));
+    start_taker(&t, pool, 5000, 1);
+    pthread_join(t.thread, NULL); /* with 0: opened at once, never waited */
+    assert_int_equal(t.rc, POOL_OK);
+    assert_int_equal(F.opened, 2);
+    assert_int_equal(stats_of(pool).waits_total, 0);
+    assert_ok(pool_checkin(held));
+    assert_ok(pool_dispose(pool));
+}
+
 static void unlimited_overflow_never_waits(void **state) {
     (void)state;
     pool_t *pool = make_pool("pool_size=1 max_overflow=-1");
@@ -880,6 +918,7 @@ int main(void) {
         cmocka_unit_test(a_waiter_that_came_due_is_served_before_a_newcomer),
         cmocka_unit_test(before_a_waiter_comes_due_a_newcomer_may_take_the_connection),
         cmocka_unit_test(overflow_connections_close_at_checkin),
+        cmocka_unit_test(an_overflow_connect_waits_for_a_connection_to_come_back_first),
         cmocka_unit_test(unlimited_overflow_never_waits),
         cmocka_unit_test(failed_open_reports_and_frees_the_slot),
         cmocka_unit_test(a_freed_slot_goes_to_the_first_waiter),
