@@ -39,7 +39,10 @@ constexpr unsigned serial_bits = handle_bits - serial_shift;  // 40 [18]
 constexpr uint32_t max_slots = uint32_t(1) << index_bits;
 constexpr uint64_t serial_mask = (uint64_t(1) << serial_bits) - 1;
 
-struct slot {
+// One cache line each: a checkout and a checkin write their lease's state, and threads that
+// each hold their own lease must not share a line (acquire at 4 threads: 5.5M checkout+checkin
+// pairs/s with 24-byte slots, 6.5-7.3M with 64).
+struct alignas(64) slot {
   std::atomic<uint64_t> state{0};      // serial << 1 | live
   std::atomic<void *> object{nullptr};  // the lease record or the pool; null while free
   std::atomic<uint32_t> next_free{0};   // the free list: the next free index + 1, 0 at the end
@@ -54,7 +57,7 @@ constexpr uintptr_t encode(kind k, uint32_t index, uint64_t serial) noexcept {
 namespace detail {
 
 constexpr unsigned chunk_bits = 11;
-constexpr uint32_t chunk_slots = uint32_t(1) << chunk_bits;  // 2048: 48 KiB of slots
+constexpr uint32_t chunk_slots = uint32_t(1) << chunk_bits;  // 2048: 128 KiB of slots (untouched pages stay unmapped)
 constexpr uint32_t chunk_count = max_slots >> chunk_bits;
 
 // Constant-initialised (no constructor runs at load) and trivially destructible (nothing

@@ -53,7 +53,7 @@ enum class close_reason { none, other, dead, invalidated, recycled, retired, idl
 // names the record's slot in the lease table (handles.hh), not the record: a stale handle (a
 // second checkin, or one kept after its pool was released) is refused by reading the table,
 // never the record.
-struct lease {
+struct alignas(64) lease {  // its own cache lines: each is written by its holder alone
   static constexpr uint32_t live_magic = 0x4c454153;  // "LEAS"
   static constexpr size_t tag_size = 64;
   uint32_t magic = live_magic;
