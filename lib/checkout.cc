@@ -160,8 +160,9 @@ lease *pool::acquire(lock_t &lock, double timeout_s, lazy_deadline &deadline, co
     }
     if (!idle_.empty()) continue;  // returned while the closes ran
     if (queued || !has_capacity()) break;
-    if (timeout_s > 0 && (opts_.max_waiting < 0 || waiters_.size() < opts_.max_waiting) &&
-        overflow_wait() > clock::duration::zero())
+    clock::duration first = overflow_wait();
+    if (first > clock::duration::zero() && seconds(timeout_s) > first &&
+        (opts_.max_waiting < 0 || waiters_.size() < opts_.max_waiting))
       break;  // waits for a connection to come back first; opens one if none does in time
     check_fail_fast();
     opening_++;
@@ -183,9 +184,11 @@ lease *pool::acquire(lock_t &lock, double timeout_s, lazy_deadline &deadline, co
   w.tag = tag;
   w.thread = holder_thread();
   w.since = clock::now();
-  // With room for an overflow connection, it opens one if none came back by then.
+  // With room for an overflow connection, it opens one if none came back by then (at once
+  // if its own deadline comes first).
   clock::duration first = has_capacity() ? overflow_wait() : no_overflow_rule;
-  if (first >= clock::duration::zero()) w.open_at = w.since + first;
+  if (first >= clock::duration::zero())
+    w.open_at = w.since + first < until ? w.since + first : w.since;
   waiters_.push_back(&w);
   collect_parked();  // after the push, which stops parking (parked.cc)
   inside_++;
@@ -390,8 +393,8 @@ std::string pool::longest_holders(clock::time_point now) const {
     char item[lease::tag_size + 48];
     std::snprintf(item, sizeof item, "%s'%s' %.2f s", i ? ", " : "; longest held: ",
                   held[i]->tag[0] ? held[i]->tag : "(untagged)",
-                  std::chrono::duration<double>(now - held[i]->lent_at.load(std::memory_order_relaxed))
-                      .count());
+                  std::chrono::duration<double>(
+                      now - held[i]->lent_at.load(std::memory_order_relaxed)).count());
     out += item;
   }
   return out;

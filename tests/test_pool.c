@@ -461,6 +461,16 @@ static void an_overflow_connect_waits_for_a_connection_to_come_back_first(void *
     assert_ok(pool_checkin(held));
     assert_ok(pool_dispose(pool));
 
+    /* a checkout whose own timeout ends first opens at once instead of timing out */
+    pool = make_pool("pool_size=1 max_overflow=1 pool_overflow_after=10");
+    assert_ok(pool_checkout(&held, pool, -1));
+    pool_lease_t *quick;
+    assert_ok(pool_checkout(&quick, pool, 50));
+    assert_int_equal(F.opened, 2);
+    assert_ok(pool_checkin(quick));
+    assert_ok(pool_checkin(held));
+    assert_ok(pool_dispose(pool));
+
     pool = make_pool("pool_size=1 max_overflow=1 pool_overflow_after=0");
     assert_ok(pool_checkout(&held, pool, -1));
     start_taker(&t, pool, 5000, 1);
