@@ -1,10 +1,12 @@
 // The atfork handlers and their lock protocol (fork-safety.md §D):
 //   prepare: the connect gate (exclusive; connects awaited without limit, statements at most
-//            statement_wait_ms), then the registry lock, then every pool's lock in registry
-//            order; the connect turn is never held outside the gate, so it is free by then;
-//   parent:  release them all;
-//   child:   re-initialise them all (their owner is a thread that does not exist here), make
-//            every pool neutralise its inherited sockets, and start a new generation.
+//            statement_wait_ms), then the registry lock, then every participant's
+//            before_fork() in registry order (a pool takes its lock); the connect turn is never
+//            held outside the gate, so it is free by then;
+//   parent:  release them all (after_fork_in_parent());
+//   child:   re-initialise them all (their owner is a thread that does not exist here; a
+//            pool also neutralises its inherited sockets), and start a new generation.
+// The handlers know the participants only through fork_guard::participant.
 // The child handler runs only async-signal-safe code: no malloc, no logging, no driver call.
 #include "fork.hh"
 
@@ -17,7 +19,6 @@
 #include <ctime>
 #include <mutex>
 
-#include "pool.hh"
 
 namespace connpool {
 namespace fork_guard {
@@ -27,6 +28,12 @@ std::atomic<uint64_t> generation{1};
 std::atomic<uint32_t> *wipe_flag = nullptr;
 }  // namespace detail
 
+// Walks the registry for the handlers, which hold the registry lock (prepare, parent) or run
+// alone in the child.
+struct registry_walk {
+  static void each(void (participant::*step)() noexcept) noexcept;
+};
+
 namespace {
 
 pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -35,7 +42,7 @@ std::atomic<pid_t> known_pid{0};
 
 // std::mutex is trivially destructible here, so this static needs no destructor at exit.
 std::mutex registry_mu;
-pool *registry_head = nullptr;  // registry_mu
+participant *registry_head = nullptr;  // registry_mu
 
 // The connect gate: shared by connects, exclusive for fork. A counter under a plain mutex
 // rather than a pthread rwlock, so that nothing stays locked across fork() (prepare leaves
@@ -97,11 +104,11 @@ void prepare() {
     pthread_mutex_unlock(&gate_mu);
   }
   registry_mu.lock();
-  for (pool *p = registry_head; p; p = p->registry_next) p->lock_for_fork();
+  registry_walk::each(&participant::before_fork);
 }
 
 void parent() {
-  for (pool *p = registry_head; p; p = p->registry_next) p->unlock_after_fork();
+  registry_walk::each(&participant::after_fork_in_parent);
   registry_mu.unlock();
   if (gate_taken_by_prepare) {
     pthread_mutex_lock(&gate_mu);
@@ -112,7 +119,7 @@ void parent() {
 }
 
 void child() {
-  for (pool *p = registry_head; p; p = p->registry_next) p->reinit_in_child();
+  registry_walk::each(&participant::after_fork_in_child);
   reinit_mutex_in_child(registry_mu);
   pthread_mutex_init(&gate_mu, nullptr);
   pthread_cond_init(&gate_cv, nullptr);  // its waiters were the parent's threads
@@ -168,19 +175,23 @@ void notice_unhandled_fork() noexcept {
 
 }  // namespace detail
 
-void register_pool(pool *p) {
+void registry_walk::each(void (participant::*step)() noexcept) noexcept {
+  for (participant *p = registry_head; p; p = p->registry_next_) (p->*step)();
+}
+
+void enrol(participant *p) {
   pthread_once(&once, init_once);
   std::lock_guard<std::mutex> lock(registry_mu);
-  p->registry_next = registry_head;
-  p->registry_prev = nullptr;
-  if (registry_head) registry_head->registry_prev = p;
+  p->registry_next_ = registry_head;
+  p->registry_prev_ = nullptr;
+  if (registry_head) registry_head->registry_prev_ = p;
   registry_head = p;
 }
 
-void unregister_pool(pool *p) noexcept {
+void withdraw(participant *p) noexcept {
   std::lock_guard<std::mutex> lock(registry_mu);
-  (p->registry_prev ? p->registry_prev->registry_next : registry_head) = p->registry_next;
-  if (p->registry_next) p->registry_next->registry_prev = p->registry_prev;
+  (p->registry_prev_ ? p->registry_prev_->registry_next_ : registry_head) = p->registry_next_;
+  if (p->registry_next_) p->registry_next_->registry_prev_ = p->registry_prev_;
 }
 
 int devnull() noexcept { return devnull_fd; }

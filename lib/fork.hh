@@ -11,15 +11,36 @@
 #include <mutex>
 
 namespace connpool {
-
-class pool;
-
 namespace fork_guard {
 
-// Adds a pool to the registry (installing the atfork handlers at the first call) and removes
-// it. Lock order: the registry lock is never taken while a pool lock is held.
-void register_pool(pool *p);
-void unregister_pool(pool *p) noexcept;
+// What an object (a pool) must do around every fork(), registered with the atfork handlers,
+// which know nothing else of it. In registry order: before_fork() takes what must not change
+// across the fork (the pool's lock), after_fork_in_parent() gives it back, and
+// after_fork_in_child() makes it usable in the child, async-signal-safe only (the rest of
+// the child's procedure is the participant's own business, at its next call).
+class participant {
+ public:
+  virtual void before_fork() noexcept = 0;
+  virtual void after_fork_in_parent() noexcept = 0;
+  virtual void after_fork_in_child() noexcept = 0;
+
+ protected:
+  participant() = default;
+  ~participant() = default;
+  participant(const participant &) = delete;
+  participant &operator=(const participant &) = delete;
+
+ private:
+  friend void enrol(participant *p);
+  friend void withdraw(participant *p) noexcept;
+  friend struct registry_walk;
+  participant *registry_next_ = nullptr, *registry_prev_ = nullptr;  // the registry lock
+};
+
+// Adds a participant to the registry (installing the atfork handlers at the first call) and
+// removes it. Lock order: the registry lock is never taken while a participant's lock is held.
+void enrol(participant *p);
+void withdraw(participant *p) noexcept;
 
 // An fd open on /dev/null (close-on-exec): dup3'd over inherited sockets.
 int devnull() noexcept;

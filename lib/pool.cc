@@ -56,7 +56,7 @@ pool::pool(std::unique_ptr<connector> conn, const options &opts)
                            uint64_t(clock::now().time_since_epoch().count()))) {
   hooks_.size = sizeof hooks_;
   connector_->set_log(&pool::log_from_connector, this);
-  fork_guard::register_pool(this);  // first: it installs the fork tracking generation() reads
+  fork_guard::enrol(this);  // first: it installs the fork tracking generation() reads
   generation_ = fork_guard::generation();
 }
 
@@ -66,7 +66,7 @@ pool::~pool() {
   // leaked, never discarded: their holder may have been inside a driver call on them at the
   // fork (mid-query, mid-TLS record), a state no driver call can be trusted with. About 37 KB
   // each, 107 KB with TLS (fork-safety.md, section 3).
-  fork_guard::unregister_pool(this);
+  fork_guard::withdraw(this);
   magic_ = 0;
 }
 

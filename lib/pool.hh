@@ -12,8 +12,9 @@
 // thread inside (inside_ counts threads that use the pool outside the lock: waiting, opening,
 // closing). So dispose never frees memory a lease or a waking waiter still needs.
 //
-// Fork: the atfork handlers (fork.cc) hold every pool lock across fork() and re-initialise it
-// in the child, where reinit_in_child() also points every inherited socket at /dev/null. The
+// Fork: the pool is a fork_guard::participant: the atfork handlers (fork.cc) hold its lock
+// across fork() and re-initialise it in the child, where after_fork_in_child() also points
+// every inherited socket at /dev/null. The
 // rest of the child's procedure runs at the child's first call into the pool (adopt_child),
 // under the lock, in normal context: the pool forgets the parent's connections, waiters and
 // counts, and opens its own connections on demand.
@@ -33,6 +34,7 @@
 
 #include "connector.hh"
 #include "error.hh"
+#include "fork.hh"
 #include "handles.hh"
 #include "options.hh"
 #include "wait_queue.hh"
@@ -89,7 +91,7 @@ struct alignas(64) lease {  // its own cache lines: each is written by its holde
   std::atomic<int64_t> parked_checkouts{0};  // checkouts that took it back without the lock
 };
 
-class pool {
+class pool final : private fork_guard::participant {
  public:
   static constexpr uint32_t live_magic = 0x504f4f4c;  // "POOL"
 
@@ -121,19 +123,21 @@ class pool {
   void set_hooks(const pool_hooks_t *hooks);
   void stats(pool_stats_t *out);
 
-  // For the atfork handlers only (fork.cc): prepare, parent, child.
-  void lock_for_fork() { mu_.lock(); }
-  void unlock_after_fork() { mu_.unlock(); }
-  void reinit_in_child() noexcept;
-  pool *registry_next = nullptr, *registry_prev = nullptr;  // fork.cc's registry lock
-  // Set by reinit_in_child(): the thread that forked, the only one of the parent's threads
-  // that exists in the child (a fork that ran no handler leaves it unset).
-  pthread_t forked_by_{};
-  bool forked_by_known_ = false;
-
  private:
   using lock_t = std::unique_lock<std::mutex>;
   using handles = std::vector<void *>;  // connections to close once the lock is released
+
+  // What the atfork handlers do to the pool (fork.hh; the rest of the child's procedure runs
+  // at the child's first call: sync_with_process). before: its lock, held across fork();
+  // parent: released; child (async-signal-safe): the lock made anew, every inherited socket
+  // pointed at /dev/null, and the thread that forked noted (pool_fork.cc).
+  void before_fork() noexcept override { mu_.lock(); }
+  void after_fork_in_parent() noexcept override { mu_.unlock(); }
+  void after_fork_in_child() noexcept override;
+  // Set in the child handler: the thread that forked, the only one of the parent's threads
+  // that exists in the child (a fork that ran no handler leaves it unset).
+  pthread_t forked_by_{};
+  bool forked_by_known_ = false;
 
   // Resolves a handle to its record if it is checked out now, else nullptr.
   static lease *checked_out_lease(const pool_lease_t *handle) noexcept;

@@ -1,8 +1,8 @@
 // The child's side of fork, as the pool sees it: what the atfork child handler does to the
-// pool (reinit_in_child, async-signal-safe), and the child's procedure at its first call into
-// the pool (sync_with_process: forget the parent's waiters, counts and connections, and
-// discard the inherited ones without a byte to the server). fork.cc only calls
-// reinit_in_child() and the lock hooks; the rules are in ../shared/fork-safety.md.
+// pool (after_fork_in_child, async-signal-safe), and the child's procedure at its first call
+// into the pool (sync_with_process: forget the parent's waiters, counts and connections, and
+// discard the inherited ones without a byte to the server). fork.cc knows the pool only as a
+// fork_guard::participant; the rules are in ../shared/fork-safety.md.
 #include <algorithm>
 #include <iterator>
 #include <new>
@@ -18,7 +18,7 @@ namespace connpool {
 
 // In the atfork child handler: async-signal-safe only. The lock prepare took belongs to a
 // thread that does not exist here: re-initialise it, never unlock it.
-void pool::reinit_in_child() noexcept {
+void pool::after_fork_in_child() noexcept {
   fork_guard::reinit_mutex_in_child(mu_);
   forked_by_ = pthread_self();
   forked_by_known_ = true;
