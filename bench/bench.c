@@ -594,6 +594,21 @@ static void bench_effects(void) {
     effect_row("reuse order", 4, "pool_use_lifo=false", raw);
     effect_row("hand-off", 32, "pool_handoff_after=0", raw);
 
+    /* Thread-affine reuse: checkout+checkin pairs of libpq connections (no query) at 4
+     * threads on the pool of 10, each thread taking back the connection it returned without
+     * the lock, against the same pool with leak_threshold set, whose maintenance thread keeps
+     * every idle connection on the shared list (under the lock). */
+    pool_t *affine = sql_pool(""), *shared = sql_pool("leak_threshold=3600");
+    enum bench_mode pair_modes[2] = {MODE_OVERHEAD, MODE_OVERHEAD};
+    pool_t *pair_pools[2] = {affine, shared};
+    double pairs[2];
+    best_of_turns(2, pair_modes, pair_pools, NULL, 4, OVERHEAD_WARMUP, pairs);
+    printf("\n   thread-affine reuse: checkout+checkin pairs/s at 4 threads: %.0f with the defaults,\n"
+           "   %.0f with leak_threshold=3600 (every idle connection on the shared list)\n",
+           pairs[0], pairs[1]);
+    dispose_or_die(affine);
+    dispose_or_die(shared);
+
     /* Checkin cost: a pair on a real libpq connection, against section 1's connector that
      * does no I/O, and what one look at the socket (the poll() a checkin no longer makes when
      * the connection was just used) costs on this machine. */
