@@ -58,9 +58,13 @@ $(B)/connpool.map: lib/exports.txt lib/exports-to-map.awk
 	@mkdir -p $(@D)
 	awk -f lib/exports-to-map.awk lib/exports.txt > $@
 
+# -Bsymbolic-functions: the library's calls to its own exported functions (pool_checkout ->
+# pool_checkout_tagged) bind inside it. Without it, a second copy dlopen()ed in a program that
+# links another (a binding's own copy) would call into the first copy with its own handles.
+SHARED_LDFLAGS := -Wl,-soname,$(SONAME) -Wl,--version-script=$(B)/connpool.map \
+	-Wl,-Bsymbolic-functions -Wl,--no-undefined -Wl,-z,defs -pthread
 $(SHARED): $(LIB_OBJS) $(B)/connpool.map
-	$(CXX) -shared -o $@ $(LIB_OBJS) -Wl,-soname,$(SONAME) -Wl,--version-script=$(B)/connpool.map \
-		-Wl,--no-undefined -Wl,-z,defs -pthread $(SAN_FLAGS) $(LDFLAGS) $(PQ_LIBS) $(ODBC_LIBS)
+	$(CXX) -shared -o $@ $(LIB_OBJS) $(SHARED_LDFLAGS) $(SAN_FLAGS) $(LDFLAGS) $(PQ_LIBS) $(ODBC_LIBS)
 
 $(B)/$(SONAME): $(SHARED)
 	ln -sf $(notdir $<) $@
@@ -230,8 +234,7 @@ $(B)/bench/nofork/%.o: lib/%.cc
 	@mkdir -p $(@D)
 	$(CXX) $(LIB_CXXFLAGS) -O2 -DCONNPOOL_NO_FORK_CHECK -c -o $@ $<
 $(B)/bench/nofork/libconnpool.so.1: $(LIB_SRCS:lib/%.cc=$(B)/bench/nofork/%.o) $(B)/connpool.map
-	$(CXX) -shared -o $@ $(filter %.o,$^) -Wl,-soname,$(SONAME) -Wl,--version-script=$(B)/connpool.map \
-		-Wl,--no-undefined -Wl,-z,defs -pthread $(LDFLAGS) $(PQ_LIBS) $(ODBC_LIBS)
+	$(CXX) -shared -o $@ $(filter %.o,$^) $(SHARED_LDFLAGS) $(LDFLAGS) $(PQ_LIBS) $(ODBC_LIBS)
 
 bench: deps
 	$(MAKE) all $(B)/bench/bench $(B)/bench/nofork/libconnpool.so.1

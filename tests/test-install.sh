@@ -112,6 +112,17 @@ check "tests/dlopen_smoke.c builds (libdl only)" \
 if [ -x "$bin/dlopen_smoke" ]; then
     check "dlopen smoke test of $prefix/lib/$soname" "$bin/dlopen_smoke" "$lib/$soname"
 fi
+# A second copy beside a linked one (a binding's own copy inside a program that links
+# connpool): the copy's calls between its own exported functions must stay in the copy.
+# shellcheck disable=SC2086
+check "tests/dlopen_smoke.c builds linked with the library as well" \
+    cc -std=c99 -pedantic -Wall -Wextra -Werror $san_flags -I"$inc" \
+    -o "$bin/dlopen_smoke_linked" tests/dlopen_smoke.c -Wl,--no-as-needed $libs -ldl
+if [ -x "$bin/dlopen_smoke_linked" ]; then
+    cp "$lib/$real" "$bin/libconnpool-copy.so.1"
+    check "a second copy of the library, dlopen()ed beside the linked one, works" \
+        env LD_LIBRARY_PATH="$lib" "$bin/dlopen_smoke_linked" "$bin/libconnpool-copy.so.1"
+fi
 
 # ---------------------------------------------------------------- uninstall
 echo "uninstall: make uninstall DESTDIR=$dest PREFIX=$prefix"
