@@ -57,7 +57,8 @@ constexpr uintptr_t encode(kind k, uint32_t index, uint64_t serial) noexcept {
 namespace detail {
 
 constexpr unsigned chunk_bits = 11;
-constexpr uint32_t chunk_slots = uint32_t(1) << chunk_bits;  // 2048: 128 KiB of slots (untouched pages stay unmapped)
+// 2048 slots: 128 KiB (pages never touched stay unmapped)
+constexpr uint32_t chunk_slots = uint32_t(1) << chunk_bits;
 constexpr uint32_t chunk_count = max_slots >> chunk_bits;
 
 // Constant-initialised (no constructor runs at load) and trivially destructible (nothing

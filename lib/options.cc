@@ -166,8 +166,8 @@ options parse_options(const key_values &pairs) {
     } else {
       throw error(POOL_EINVAL, "unknown option \"" + key +
                                    "\" (known: pool_size, max_overflow, pool_timeout, "
-                                   "pool_use_lifo, pool_handoff_after, pool_overflow_after, reset_on_return, "
-                                   "poolclass, "
+                                   "pool_use_lifo, pool_handoff_after, pool_overflow_after, "
+                                   "reset_on_return, poolclass, "
                                    "odbc_dm_pooling, pool_pre_ping, pre_ping_interval, "
                                    "ping_timeout, pool_recycle, pool_recycle_jitter, "
                                    "idle_timeout, min_idle, max_waiting, leak_threshold, "

@@ -228,7 +228,8 @@ void pool::give_back(lease *l, close_reason why, bool was_out, bool retry) {
   double held_s = 0;
   char tag[lease::tag_size];
   if (late) {
-    held_s = std::chrono::duration<double>(now - l->lent_at.load(std::memory_order_relaxed)).count();
+    held_s = std::chrono::duration<double>(now - l->lent_at.load(std::memory_order_relaxed))
+                 .count();
     std::memcpy(tag, l->tag, sizeof tag);
   }
 
@@ -315,7 +316,8 @@ void pool::checkin(pool_lease_t *handle, bool allow_scoped) {
   if (l->invalidated || hook_refuses) why = close_reason::invalidated;
   else if (p->opts_.null_pool) why = close_reason::other;
   else if (!p->connector_->reset(l->handle, p->opts_.reset, l->ran_queries,
-                                 coarse_now() == l->lent_at.load(std::memory_order_relaxed), seconds(p->opts_.ping_timeout_s)))
+                                 coarse_now() == l->lent_at.load(std::memory_order_relaxed),
+                                 seconds(p->opts_.ping_timeout_s)))
     why = close_reason::dead;
   if (why == close_reason::none && p->park(l)) return;  // parked.cc: no lock
   p->give_back(l, why, true);
