@@ -307,9 +307,9 @@ lease *pool::take_usable_idle(clock::time_point now, handles &to_close) {
   while (!idle_.empty()) {
     lease *l = take_idle();
     if (int64_t(idle_.size()) < opts_.min_idle) wake_maintenance();
-    if (!expired(l, now)) return l;
-    retire_record(l, l->seq < retired_below_ ? close_reason::retired : close_reason::recycled,
-                  to_close);
+    close_reason why = expiry(l, now);
+    if (why == close_reason::none) return l;
+    retire_record(l, why, to_close);
   }
   return nullptr;
 }
@@ -402,13 +402,13 @@ std::string pool::longest_holders(clock::time_point now) const {
 
 void pool::throw_timeout(double timeout_s) {
   timeouts_total_++;
+  lent_and_idle counts = current_counts();
   char msg[256];
   std::snprintf(msg, sizeof msg,
                 "QueuePool limit of size %d overflow %d reached, connection timed out, "
                 "timeout %.2f (checked out %lld, idle %lld, waiting %lld)",
-                opts_.pool_size, opts_.max_overflow, timeout_s,
-                (long long)(checked_out_ - count_parked()),
-                (long long)(int64_t(idle_.size()) + count_parked()), (long long)waiters_.size());
+                opts_.pool_size, opts_.max_overflow, timeout_s, (long long)counts.lent,
+                (long long)counts.idle, (long long)waiters_.size());
   throw error(POOL_ETIMEDOUT, msg + longest_holders(coarse_now()));
 }
 

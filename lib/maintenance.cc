@@ -151,9 +151,8 @@ clock::time_point pool::maintenance_pass(lock_t &lock) {
   // Expired or retired idle connections.
   std::deque<lease *> keep;
   for (lease *l : idle_) {
-    if (expired(l, now)) {
-      retire_record(l, l->seq < retired_below_ ? close_reason::retired : close_reason::recycled,
-                    to_close);
+    if (close_reason why = expiry(l, now); why != close_reason::none) {
+      retire_record(l, why, to_close);
     } else {
       keep.push_back(l);
       if (l->expires != clock::time_point::max()) due_at(l->expires);

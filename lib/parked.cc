@@ -41,10 +41,14 @@ struct parked_hint {
 };
 thread_local parked_hint hint;
 
+bool hint_is_for(const pool *p, uint64_t id) noexcept {
+  return hint.owner == p && hint.id == id && hint.l;
+}
+
 }  // namespace
 
 lease *pool::take_parked(const char *tag, close_reason &why) noexcept {
-  if (!parking_ || tag || hint.owner != this || hint.id != id_ || !hint.l) return nullptr;
+  if (!parking_ || tag || !hint_is_for(this, id_)) return nullptr;
   lease *l = hint.l;
   uint32_t expected = parked;
   if (!l->parked.compare_exchange_strong(expected, not_parked, std::memory_order_acquire))
@@ -65,29 +69,26 @@ lease *pool::take_parked(const char *tag, close_reason &why) noexcept {
                             std::memory_order_relaxed);
   l->state.store(serial << 1 | 1, std::memory_order_release);
   // Disposed, retired or expired meanwhile: the checkout gives it back and goes on the slow
-  // path, as after a failed ping.
-  if (closed_.load(std::memory_order_seq_cst)) why = close_reason::other;
-  else if (l->seq < retired_below_.load(std::memory_order_seq_cst)) why = close_reason::retired;
-  else if (now >= l->expires) why = close_reason::recycled;
+  // path, as after a failed ping. (Read after the state store: seq_cst, see the top.)
+  why = reuse_verdict(l, now);
   if (why != close_reason::none) hint.l = nullptr;
   return l;
 }
 
-bool pool::park(lease *l) noexcept {
+bool pool::park(lease *l, clock::time_point now) noexcept {
   if (!parking_ || l->leak_reported || l->tag[0]) return false;  // tags are the lock's
   // This thread's previous parked lease, if it holds two at once: it goes to idle_, so the
   // one returned last is the one parked (LIFO within the thread).
-  if (hint.owner == this && hint.id == id_ && hint.l && hint.l != l) {
+  if (hint_is_for(this, id_) && hint.l != l) {
     uint32_t expected = parked;
     if (hint.l->parked.compare_exchange_strong(expected, not_parked, std::memory_order_acquire))
       give_back(hint.l, close_reason::none, true);  // l, still out, keeps the pool alive
     hint.l = nullptr;
   }
-  clock::time_point now = coarse_now();
   l->idle_since = now;
   l->parked.store(being_parked, std::memory_order_seq_cst);
-  if (closed_.load(std::memory_order_seq_cst) || waiters_.size_unlocked() != 0 ||
-      open_.load(std::memory_order_seq_cst) > opts_.pool_size || expired(l, now)) {
+  if (reuse_verdict(l, now) != close_reason::none || waiters_.size_unlocked() != 0 ||
+      open_.load(std::memory_order_seq_cst) > opts_.pool_size) {
     l->parked.store(not_parked, std::memory_order_relaxed);
     return false;
   }

@@ -233,11 +233,7 @@ void pool::give_back(lease *l, close_reason why, bool was_out, bool retry) {
     std::memcpy(tag, l->tag, sizeof tag);
   }
 
-  if (why == close_reason::none) {
-    if (closed_) why = close_reason::other;
-    else if (l->seq < retired_below_) why = close_reason::retired;
-    else if (now >= l->expires) why = close_reason::recycled;
-  }
+  if (why == close_reason::none) why = reuse_verdict(l, now);
   uint64_t retired_before = retired_below_;
   size_t retired = 0;
   if (why == close_reason::dead) {
@@ -313,13 +309,14 @@ void pool::checkin(pool_lease_t *handle, bool allow_scoped) {
   const pool_hooks_t &hooks = p->hooks_;
   bool hook_refuses = hooks.on_checkin && hooks.on_checkin(l->native, hooks.user_data) != 0;
   close_reason why = close_reason::none;
+  clock::time_point now = coarse_now();
   if (l->invalidated || hook_refuses) why = close_reason::invalidated;
   else if (p->opts_.null_pool) why = close_reason::other;
   else if (!p->connector_->reset(l->handle, p->opts_.reset, l->ran_queries,
-                                 coarse_now() == l->lent_at.load(std::memory_order_relaxed),
+                                 now == l->lent_at.load(std::memory_order_relaxed),
                                  seconds(p->opts_.ping_timeout_s)))
     why = close_reason::dead;
-  if (why == close_reason::none && p->park(l)) return;  // parked.cc: no lock
+  if (why == close_reason::none && p->park(l, now)) return;  // parked.cc: no lock
   p->give_back(l, why, true);
 }
 

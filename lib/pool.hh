@@ -168,7 +168,8 @@ class pool final : private fork_guard::participant {
   // No lock: this thread's parked lease, lent to it, or nullptr. why: none, or why it must
   // be given back (the pool was disposed, the connection retired or expired meanwhile).
   lease *take_parked(const char *tag, close_reason &why) noexcept;
-  bool park(lease *l) noexcept;    // no lock: true if l is parked (the caller is done with it)
+  // No lock: true if l (checked in healthy at `now`, coarse) is parked; the caller is done.
+  bool park(lease *l, clock::time_point now) noexcept;
   void collect_parked();           // mu_: every parked lease joins idle_
   int64_t count_parked() const;    // mu_
 
@@ -255,8 +256,26 @@ class pool final : private fork_guard::participant {
     inside_--;
   }
   void close_now(void *handle) noexcept;  // no lock: on_close hook, then the connector
+  // Why l may not be lent again now: retired (opened before a pool_reset or a dead
+  // connection), recycled (past pool_recycle), or none.
+  close_reason expiry(const lease *l, clock::time_point now) const {
+    if (l->seq < retired_below_) return close_reason::retired;
+    return now >= l->expires ? close_reason::recycled : close_reason::none;
+  }
   bool expired(const lease *l, clock::time_point now) const {
-    return l->seq < retired_below_ || now >= l->expires;
+    return expiry(l, now) != close_reason::none;
+  }
+  // expiry(), or other once the pool is disposed: what a connection coming back meets.
+  close_reason reuse_verdict(const lease *l, clock::time_point now) const {
+    return closed_ ? close_reason::other : expiry(l, now);
+  }
+  // mu_: the leases lent out now and the idle connections, parked ones counted idle.
+  struct lent_and_idle {
+    int64_t lent, idle;
+  };
+  lent_and_idle current_counts() const {
+    int64_t parked = count_parked();
+    return {checked_out_ - parked, int64_t(idle_.size()) + parked};
   }
 
   // The maintenance thread (maintenance.cc).

@@ -22,9 +22,9 @@ void pool::stats(pool_stats_t *out) {
     bool unlocked = sync_with_process(lock);
     s.pool_size = opts_.pool_size;
     s.max_overflow = opts_.max_overflow;
-    int64_t parked = count_parked();  // idle, though counted in checked_out_ (parked.cc)
-    s.checked_out = checked_out_ - parked;
-    s.idle = int64_t(idle_.size()) + parked;
+    lent_and_idle counts = current_counts();
+    s.checked_out = counts.lent;
+    s.idle = counts.idle;
     s.opening = opening_;
     int64_t beyond = open_ + opening_ - opts_.pool_size;
     s.overflow = beyond > 0 ? beyond : 0;
