@@ -54,7 +54,7 @@
 #include <stdint.h>
 
 #define CONNPOOL_VERSION_MAJOR 1
-#define CONNPOOL_VERSION_MINOR 1
+#define CONNPOOL_VERSION_MINOR 2
 #define CONNPOOL_VERSION_PATCH 0
 
 #if defined(__GNUC__)
@@ -70,6 +70,7 @@ extern "C" {
 typedef struct pool_s pool_t;             /* a pool of connections to one database */
 typedef struct pool_lease_s pool_lease_t; /* one checked-out connection */
 typedef struct pool_result_s pool_result_t; /* the result of pool_query() */
+typedef struct pool_stream_s pool_stream_t; /* a result read in pieces (since 1.2) */
 
 /* Status codes. Append-only: a code is never renumbered or reused. */
 typedef enum pool_status {
@@ -87,8 +88,10 @@ typedef enum pool_status {
     POOL_ETOOMANYWAITERS = -11, /* max_waiting threads wait already: not queued (since 1.1) */
     POOL_ERANGE = -12,   /* the caller's buffer is too small; the size needed is returned
                             (since 1.1) */
-    POOL_EQUERY = -13    /* the statement failed: pool_last_error() has the driver's message,
+    POOL_EQUERY = -13,   /* the statement failed: pool_last_error() has the driver's message,
                             pool_last_sqlstate() its SQLSTATE (since 1.1) */
+    POOL_ETYPE = -14     /* a typed getter met SQL NULL or a value of another type (since
+                            1.2) */
 } pool_status;
 
 /*
@@ -172,6 +175,9 @@ typedef enum pool_status {
  *                                 the message says whether the server took it), so it stops
  *                                 and frees its locks; ODBC: the driver's query timeout, in
  *                                 whole seconds. 0: no limit
+ *   statement_cache_size   100    prepared statements kept per connection for
+ *                                 POOL_QUERY_PREPARE (libpq), least recently used dropped
+ *                                 first. 0: the flag prepares nothing (since 1.2)
  *
  * The background work (min_idle, idle_timeout, leak_threshold, and recycling idle
  * connections) runs on one maintenance thread per pool, started at the pool's first checkout
@@ -385,11 +391,20 @@ CONNPOOL_API int pool_report_error(pool_lease_t *lease, const char *sqlstate);
 /* ---------------------------------------------------------------- queries */
 
 /*
- * A small, backend-neutral way to run a statement on a lease, for bindings and small
- * programs: text in, text out. Not a driver: no types beyond text, no cursors, no
- * streaming (the whole result is in memory). pool_lease_native() stays available for the rest.
+ * A backend-neutral way to run statements on a lease: enough for a binding to be a driver
+ * (typed columns, binary-exact values, bulk access, prepared statements, streaming), while
+ * pool_lease_native() stays available for everything else.
+ *
+ * Values. Every value has a text form, the one PostgreSQL prints (bool "t"/"f", dates
+ * "YYYY-MM-DD" in the server's DateStyle, numeric, intervals and arrays as PostgreSQL writes
+ * them); ODBC values are brought to the same forms where the types are the same (a bit column
+ * reads "t"/"f"). bytea is the exception: pool_result_bytes() and pool_result_read() give its
+ * raw bytes, pool_result_value() its hex text ("\\x..."), as in 1.1.
+ *
+ * Memory. A libpq result keeps libpq's PGresult and nothing else: values are read in place,
+ * never copied (a bytea's raw bytes are decoded once, on first access). An ODBC result holds
+ * the values fetched, in one block. pool_result_memory() says how much either costs.
  */
-
 /**
  * Run one SQL statement on a lease, with `nparams` positional text parameters ($1, $2... for
  * libpq; ? for ODBC); a NULL entry is SQL NULL. Parameters are passed to the driver
@@ -431,6 +446,147 @@ CONNPOOL_API void pool_result_free(pool_result_t *result);
 /** The SQLSTATE of this thread's last failed pool_query() (five characters), or "" if the
  *  last call did not fail with one. Same lifetime as pool_last_error(). Since 1.1. */
 CONNPOOL_API const char *pool_last_sqlstate(void);
+
+/* ---------------------------------------------------------------- typed results (since 1.2) */
+
+/* What a column holds, whatever the backend: a stable code for bindings to convert values
+ * by. Append-only. The backend's own type id comes with it (pool_result_column_type()). */
+typedef enum pool_type {
+    POOL_TYPE_UNKNOWN = 0,     /* anything else: use the text form */
+    POOL_TYPE_BOOL = 1,        /* "t" or "f" */
+    POOL_TYPE_INT16 = 2,
+    POOL_TYPE_INT32 = 3,
+    POOL_TYPE_INT64 = 4,
+    POOL_TYPE_FLOAT32 = 5,     /* text as PostgreSQL prints it: "1.5", "Infinity", "NaN" */
+    POOL_TYPE_FLOAT64 = 6,
+    POOL_TYPE_NUMERIC = 7,     /* exact decimal text, or "NaN" */
+    POOL_TYPE_TEXT = 8,        /* text, varchar, char, name */
+    POOL_TYPE_BYTEA = 9,       /* binary: raw bytes from pool_result_bytes() */
+    POOL_TYPE_DATE = 10,
+    POOL_TYPE_TIME = 11,       /* time and timetz */
+    POOL_TYPE_TIMESTAMP = 12,
+    POOL_TYPE_TIMESTAMPTZ = 13,
+    POOL_TYPE_INTERVAL = 14,
+    POOL_TYPE_UUID = 15,
+    POOL_TYPE_JSON = 16,       /* json and jsonb, as text */
+    POOL_TYPE_ARRAY = 17       /* any array, as PostgreSQL's array literal text */
+} pool_type;
+
+/** The connpool type (a pool_type) of column `column`, and in *backend_type (if not NULL)
+ *  the backend's own type id: the PostgreSQL type OID for libpq, the ODBC SQL data type
+ *  (SQL_INTEGER...) for ODBC. Returns -1 (and leaves *backend_type alone) if the result is
+ *  NULL or the column out of range. Since 1.2. */
+CONNPOOL_API int pool_result_column_type(const pool_result_t *result, int column,
+                                         int64_t *backend_type);
+/** 1 if the value at (row, column) is SQL NULL, 0 if not, -1 if out of range. Since 1.2. */
+CONNPOOL_API int pool_result_is_null(const pool_result_t *result, int64_t row, int column);
+/** The value at (row, column), binary-exact: its bytes (a bytea's raw bytes; the text form of
+ *  any other type), NUL-terminated for convenience, with their number in *len (if not NULL;
+ *  the NUL not counted). NULL for SQL NULL or out of range (*len 0); an empty value is "" and
+ *  0. Owned by the result. Since 1.2. */
+CONNPOOL_API const void *pool_result_bytes(const pool_result_t *result, int64_t row,
+                                           int column, size_t *len);
+/** The byte length of pool_result_bytes()'s value, or -1 for SQL NULL or out of range.
+ *  Since 1.2. */
+CONNPOOL_API int64_t pool_result_length(const pool_result_t *result, int64_t row, int column);
+
+/**
+ * Typed getters: the value at (row, column) as a C type. An integer column (or any value
+ * whose whole text is a decimal integer in range) reads as int64; integer, float and numeric
+ * values read as double; bool as 0 or 1.
+ * Returns POOL_OK. Errors: POOL_ETYPE (the value is SQL NULL, or not of that type: the
+ * message says which), POOL_ERANGE (row or column out of range), POOL_EINVAL (NULL result or
+ * out). *out is untouched on error. Thread-safety: any thread, for a result no thread frees.
+ * Since 1.2.
+ */
+CONNPOOL_API int pool_result_int64(const pool_result_t *result, int64_t row, int column,
+                                   int64_t *out);
+CONNPOOL_API int pool_result_double(const pool_result_t *result, int64_t row, int column,
+                                    double *out);
+CONNPOOL_API int pool_result_bool(const pool_result_t *result, int64_t row, int column,
+                                  int *out);
+
+/**
+ * Bulk access: rows [first_row, first_row + nrows) in one call, for bindings that would
+ * otherwise make a call per value. Into `buf` go the values of those rows, row by row, each
+ * as pool_result_bytes() gives it and followed by one NUL byte (so a NULL or an empty value
+ * is a lone NUL); into lengths[nrows * columns] each value's length without the NUL, or -1
+ * for SQL NULL. The value of row r, column c starts at the sum of (lengths + 1) of the values
+ * before it (NULLs count 0 + 1). *needed (if not NULL) is set to the bytes the rows need.
+ * nrows is clipped to the rows there are.
+ * Returns POOL_OK. Errors: POOL_ERANGE (buf_len < *needed: nothing is written to buf or
+ * lengths; call again with a buffer that large; buf and lengths may be NULL with buf_len 0
+ * to ask), POOL_EINVAL (NULL result, lengths NULL with values to write, first_row out of
+ * range or nrows negative). Since 1.2.
+ */
+CONNPOOL_API int pool_result_read(const pool_result_t *result, int64_t first_row,
+                                  int64_t nrows, void *buf, size_t buf_len, int64_t *lengths,
+                                  size_t *needed);
+
+/** Bytes of memory the result holds (libpq's PGresult, or the ODBC values and their
+ *  bookkeeping), or 0 for NULL. Since 1.2. */
+CONNPOOL_API size_t pool_result_memory(const pool_result_t *result);
+
+/* A parameter with its length and type (pool_query_params()). */
+typedef struct pool_param {
+    const void *value; /* NULL: SQL NULL */
+    int64_t length;    /* bytes of value, or -1: NUL-terminated text */
+    int type;          /* a pool_type: POOL_TYPE_BYTEA sends the bytes as binary data;
+                          POOL_TYPE_UNKNOWN (0) sends text and lets the server infer its type;
+                          any other declares that type for the text (libpq: its OID; ODBC:
+                          its SQL type) */
+} pool_param_t;
+
+/* Flags of pool_query_params() and pool_stream_open(). */
+#define POOL_QUERY_PREPARE 1 /* prepare the statement once per connection and reuse it */
+
+/**
+ * pool_query() with binary-safe parameters and flags. Parameters: as pool_param_t says; a
+ * bytea parameter may hold any bytes, NULs included.
+ * POOL_QUERY_PREPARE: the lease's connection keeps the statement prepared (libpq: a named
+ * server-side statement, keyed by the SQL text and the parameters' types; at most
+ * statement_cache_size per connection, the least recently used dropped with DEALLOCATE), so
+ * later runs of the same SQL on that connection send only its parameters. The first run
+ * prepares it (one round trip more). The cache dies with the connection and is emptied when
+ * reset_on_return=discard runs DISCARD ALL. A cached statement the server no longer knows
+ * (SQLSTATE 26000: the application ran DEALLOCATE, or PgBouncer in transaction mode gave the
+ * session another server connection) is forgotten and the run is sent unprepared, which
+ * always works, outside a transaction; inside one, the server has failed the transaction
+ * already and the error is returned (POOL_EQUERY, 26000). So the flag is safe through
+ * PgBouncer in transaction mode but saves nothing there: set statement_cache_size=0 (or use
+ * PgBouncer 1.21's max_prepared_statements). Names carry the process id and a random
+ * number ("connpool_<pid>_<random>_<n>"), so two clients sharing a server connection through
+ * PgBouncer never run each other's statements. ODBC: the flag is accepted and the statement
+ * runs unprepared.
+ * Returns and errors as pool_query(). Since 1.2.
+ */
+CONNPOOL_API int pool_query_params(pool_result_t **out, pool_lease_t *lease, const char *sql,
+                                   int nparams, const pool_param_t *params, int flags);
+
+/**
+ * Streaming: a result read in pieces of at most `max_rows` rows, for results too big to hold
+ * (libpq's single-row mode; ODBC fetches row by row). Memory stays that of one piece.
+ * pool_stream_open() sends the statement (parameters and flags as pool_query_params();
+ * POOL_QUERY_PREPARE is ignored) and returns once it is sent: errors of the statement itself
+ * come from pool_stream_next(). While a stream is open its lease runs nothing else: pool_query()
+ * and pool_checkin() fail with POOL_ESTATE. pool_stream_next() stores the next piece in *out
+ * (a pool_result_t like any other, with the same columns; free it with pool_result_free()),
+ * or NULL once every row was read. The first call always gives a piece, which may have no
+ * rows (an empty result, or a statement that returns none: its columns and affected count are
+ * there); later pieces have at least one row. pool_stream_close() ends the stream: rows not
+ * read are discarded (libpq: the statement is cancelled on the server if rows remain), and
+ * the lease is usable again, unless the connection was lost (then it is invalidated, as
+ * pool_invalidate() does). NULL is a no-op. In a child process after fork, a stream opened in
+ * the parent is freed without a byte to the server, and its lease must be checked in.
+ * query_timeout bounds each pool_stream_next() call.
+ * Returns POOL_OK. Errors: as pool_query() (pool_stream_next() reports the statement's
+ * failure with POOL_EQUERY, and the stream stays open until closed), POOL_EINVAL (max_rows
+ * < 1). Thread-safety: the lease's thread. Since 1.2.
+ */
+CONNPOOL_API int pool_stream_open(pool_stream_t **out, pool_lease_t *lease, const char *sql,
+                                  int nparams, const pool_param_t *params, int flags);
+CONNPOOL_API int pool_stream_next(pool_result_t **out, pool_stream_t *stream, int64_t max_rows);
+CONNPOOL_API int pool_stream_close(pool_stream_t *stream);
 
 /* ---------------------------------------------------------------- lifecycle and hooks */
 

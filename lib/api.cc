@@ -3,6 +3,7 @@
 #include "connpool.h"
 
 #include <cstring>
+#include <string>
 #include <memory>
 #include <vector>
 
@@ -11,6 +12,7 @@
 #include "metrics.hh"
 #include "options.hh"
 #include "pool.hh"
+#include "result.hh"
 #include "scope.hh"
 
 using connpool::guard;
@@ -146,8 +148,67 @@ int pool_report_error(pool_lease_t *lease, const char *sqlstate) {
 
 // What pool_query() hands out: the connector's result, owned by the caller.
 struct pool_result_s {
-  connpool::query_result r;
+  std::unique_ptr<connpool::result> r;
 };
+
+// A stream and the lease it runs on.
+struct pool_stream_s {
+  pool_lease_t *lease;
+  std::unique_ptr<connpool::row_stream> rows;
+};
+
+namespace {
+
+// A statement from the C arguments: checked, with pool_query()'s text parameters as
+// NUL-terminated pool_param_t.
+struct statement_args {
+  statement_args(const char *sql, int nparams, const pool_param_t *params, int flags) {
+    check(sql, nparams, params);
+    if (flags & ~POOL_QUERY_PREPARE)
+      throw connpool::error(POOL_EINVAL, "unknown flags (known: POOL_QUERY_PREPARE)");
+    st = {sql, params, nparams, (flags & POOL_QUERY_PREPARE) != 0};
+  }
+  statement_args(const char *sql, int nparams, const char *const *texts) {
+    check(sql, nparams, texts);
+    params.resize(size_t(nparams));
+    for (int i = 0; i < nparams; i++) params[size_t(i)] = {texts[i], -1, POOL_TYPE_UNKNOWN};
+    st = {sql, params.data(), nparams, false};
+  }
+  connpool::statement st;
+  std::vector<pool_param_t> params;
+
+ private:
+  static void check(const char *sql, int nparams, const void *params) {
+    if (!sql) throw connpool::error(POOL_EINVAL, "sql is NULL");
+    if (nparams < 0 || (nparams > 0 && !params))
+      throw connpool::error(POOL_EINVAL, "nparams is negative, or params is NULL");
+  }
+};
+
+int hand_out(pool_result_t **out, std::unique_ptr<connpool::result> r) {
+  auto result = std::make_unique<pool_result_s>();
+  result->r = std::move(r);
+  *out = result.release();
+  return POOL_OK;
+}
+
+bool in_range(const pool_result_t *result, int64_t row, int column) {
+  return result && row >= 0 && row < result->r->rows() && column >= 0 &&
+         column < result->r->columns();
+}
+
+// A typed getter's frame: arguments checked, the value read, errors as codes.
+template <typename T, typename Read>
+int typed_get(const pool_result_t *result, int64_t row, int column, T *out, Read read) {
+  connpool::clear_error();
+  return guard([&] {
+    if (!result || !out) throw connpool::error(POOL_EINVAL, "result or out is NULL");
+    *out = T(read(*result->r, row, column));
+    return int(POOL_OK);
+  });
+}
+
+}  // namespace
 
 extern "C" {
 
@@ -157,36 +218,149 @@ int pool_query(pool_result_t **out, pool_lease_t *lease, const char *sql, int np
   if (!out) return connpool::set_error(POOL_EINVAL, "out is NULL");
   *out = nullptr;
   return guard([&] {
-    if (!sql) throw connpool::error(POOL_EINVAL, "sql is NULL");
-    if (nparams < 0 || (nparams > 0 && !params))
-      throw connpool::error(POOL_EINVAL, "nparams is negative, or params is NULL");
-    std::vector<const char *> values(params, params + nparams);
-    auto result = std::make_unique<pool_result_s>();
-    result->r = connpool::pool::query(lease, sql, values);
-    *out = result.release();
+    statement_args args(sql, nparams, params);
+    return hand_out(out, connpool::pool::query(lease, args.st));
+  });
+}
+
+int pool_query_params(pool_result_t **out, pool_lease_t *lease, const char *sql, int nparams,
+                      const pool_param_t *params, int flags) {
+  connpool::clear_error();
+  if (!out) return connpool::set_error(POOL_EINVAL, "out is NULL");
+  *out = nullptr;
+  return guard([&] {
+    statement_args args(sql, nparams, params, flags);
+    return hand_out(out, connpool::pool::query(lease, args.st));
+  });
+}
+
+int64_t pool_result_rows(const pool_result_t *result) { return result ? result->r->rows() : 0; }
+int pool_result_columns(const pool_result_t *result) {
+  return result ? result->r->columns() : 0;
+}
+int64_t pool_result_affected(const pool_result_t *result) {
+  return result ? result->r->affected() : -1;
+}
+
+const char *pool_result_column_name(const pool_result_t *result, int column) {
+  if (!result || column < 0 || column >= result->r->columns()) return nullptr;
+  return result->r->name(column);
+}
+
+int pool_result_column_type(const pool_result_t *result, int column, int64_t *backend_type) {
+  if (!result || column < 0 || column >= result->r->columns()) return -1;
+  if (backend_type) *backend_type = result->r->backend_type(column);
+  return result->r->type(column);
+}
+
+const char *pool_result_value(const pool_result_t *result, int64_t row, int column) {
+  if (!in_range(result, row, column)) return nullptr;
+  return result->r->text(row, column);
+}
+
+int pool_result_is_null(const pool_result_t *result, int64_t row, int column) {
+  if (!in_range(result, row, column)) return -1;
+  return result->r->text(row, column) ? 0 : 1;
+}
+
+const void *pool_result_bytes(const pool_result_t *result, int64_t row, int column,
+                              size_t *len) {
+  if (len) *len = 0;
+  if (!in_range(result, row, column)) return nullptr;
+  const void *value = nullptr;
+  size_t n = 0;
+  // Only a bytea decoded on first access can fail (out of memory): NULL, message set.
+  guard([&] {
+    value = result->r->bytes(row, column, &n);
+    return int(POOL_OK);
+  });
+  if (len && value) *len = n;
+  return value;
+}
+
+int64_t pool_result_length(const pool_result_t *result, int64_t row, int column) {
+  size_t n = 0;
+  return pool_result_bytes(result, row, column, &n) ? int64_t(n) : -1;
+}
+
+int pool_result_int64(const pool_result_t *result, int64_t row, int column, int64_t *out) {
+  return typed_get(result, row, column, out, connpool::int64_at);
+}
+
+int pool_result_double(const pool_result_t *result, int64_t row, int column, double *out) {
+  return typed_get(result, row, column, out, connpool::double_at);
+}
+
+int pool_result_bool(const pool_result_t *result, int64_t row, int column, int *out) {
+  return typed_get(result, row, column, out, connpool::bool_at);
+}
+
+int pool_result_read(const pool_result_t *result, int64_t first_row, int64_t nrows, void *buf,
+                     size_t buf_len, int64_t *lengths, size_t *needed) {
+  connpool::clear_error();
+  if (needed) *needed = 0;
+  return guard([&] {
+    if (!result) throw connpool::error(POOL_EINVAL, "result is NULL");
+    int64_t rows = result->r->rows();
+    if (first_row < 0 || first_row > rows || nrows < 0)
+      throw connpool::error(POOL_EINVAL, "first_row " + std::to_string(first_row) +
+                                             " is out of range (the result has " +
+                                             std::to_string(rows) +
+                                             " rows), or nrows is negative");
+    if (!buf && buf_len > 0) throw connpool::error(POOL_EINVAL, "buf is NULL but buf_len is not 0");
+    bool fits = false;
+    size_t n = connpool::read_rows(*result->r, first_row, nrows, static_cast<char *>(buf),
+                                   buf_len, lengths, &fits);
+    if (needed) *needed = n;
+    if (!fits)
+      return connpool::set_errorf(POOL_ERANGE, "the rows need %zu bytes; the buffer has %zu",
+                                  n, buf_len);
     return int(POOL_OK);
   });
 }
 
-int64_t pool_result_rows(const pool_result_t *result) { return result ? result->r.rows : 0; }
-int pool_result_columns(const pool_result_t *result) { return result ? result->r.columns : 0; }
-int64_t pool_result_affected(const pool_result_t *result) {
-  return result ? result->r.affected : -1;
-}
-
-const char *pool_result_column_name(const pool_result_t *result, int column) {
-  if (!result || column < 0 || column >= result->r.columns) return nullptr;
-  return result->r.names[size_t(column)].c_str();
-}
-
-const char *pool_result_value(const pool_result_t *result, int64_t row, int column) {
-  if (!result || row < 0 || row >= result->r.rows || column < 0 || column >= result->r.columns)
-    return nullptr;
-  size_t i = size_t(row) * size_t(result->r.columns) + size_t(column);
-  return result->r.nulls[i] ? nullptr : result->r.values[i].c_str();
+size_t pool_result_memory(const pool_result_t *result) {
+  return result ? sizeof *result + result->r->memory() : 0;
 }
 
 void pool_result_free(pool_result_t *result) { delete result; }
+
+int pool_stream_open(pool_stream_t **out, pool_lease_t *lease, const char *sql, int nparams,
+                     const pool_param_t *params, int flags) {
+  connpool::clear_error();
+  if (!out) return connpool::set_error(POOL_EINVAL, "out is NULL");
+  *out = nullptr;
+  return guard([&] {
+    statement_args args(sql, nparams, params, flags & ~POOL_QUERY_PREPARE);
+    auto stream = std::make_unique<pool_stream_s>();
+    stream->lease = lease;
+    stream->rows = connpool::pool::stream_open(lease, args.st);
+    *out = stream.release();
+    return int(POOL_OK);
+  });
+}
+
+int pool_stream_next(pool_result_t **out, pool_stream_t *stream, int64_t max_rows) {
+  connpool::clear_error();
+  if (!out) return connpool::set_error(POOL_EINVAL, "out is NULL");
+  *out = nullptr;
+  return guard([&] {
+    if (!stream) throw connpool::error(POOL_EINVAL, "stream is NULL");
+    if (max_rows < 1) throw connpool::error(POOL_EINVAL, "max_rows must be at least 1");
+    auto piece = connpool::pool::stream_next(stream->lease, *stream->rows, max_rows);
+    return piece ? hand_out(out, std::move(piece)) : int(POOL_OK);
+  });
+}
+
+int pool_stream_close(pool_stream_t *stream) {
+  connpool::clear_error();
+  if (!stream) return POOL_OK;
+  std::unique_ptr<pool_stream_s> owned(stream);  // freed whatever happens
+  return guard([&] {
+    connpool::pool::stream_close(owned->lease, *owned->rows);
+    return int(POOL_OK);
+  });
+}
 
 const char *pool_last_sqlstate(void) { return connpool::last_sqlstate(); }
 

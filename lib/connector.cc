@@ -29,7 +29,7 @@ bool names_a_scheme(const char *s) {
 std::unique_ptr<connector> make_connector(const char *conninfo, const options &opts) {
   if (std::strncmp(conninfo, "postgresql://", 13) == 0 ||
       std::strncmp(conninfo, "postgres://", 11) == 0)
-    return make_pq_connector(conninfo, opts.ping_timeout_s);
+    return make_pq_connector(conninfo, opts.ping_timeout_s, size_t(opts.statement_cache_size));
   // "odbc:" cannot begin a libpq string: a libpq key=value string starts with a key and
   // "=", and a URI with postgres(ql)://.
   if (std::strncmp(conninfo, "odbc:", 5) == 0)
@@ -40,7 +40,7 @@ std::unique_ptr<connector> make_connector(const char *conninfo, const options &o
                 "postgres://, libpq key=value)");
   // A libpq key=value string; "" takes everything from libpq's PG* environment variables.
   if (conninfo[strspn(conninfo, " \t\n\r\f\v")] == '\0' || std::strchr(conninfo, '='))
-    return make_pq_connector(conninfo, opts.ping_timeout_s);
+    return make_pq_connector(conninfo, opts.ping_timeout_s, size_t(opts.statement_cache_size));
   throw error(POOL_EINVAL,
               "connection string is neither a postgresql:// URI nor libpq key=value pairs");
 }

@@ -12,6 +12,7 @@
 
 #include "connpool.h"
 #include "options.hh"
+#include "result.hh"
 
 namespace connpool {
 
@@ -21,16 +22,6 @@ using clock = std::chrono::steady_clock;
 inline clock::duration seconds(double s) {
   return std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(s));
 }
-
-// A statement's whole result, as text (pool_query).
-struct query_result {
-  std::vector<std::string> names;
-  std::vector<std::string> values;  // row-major
-  std::vector<bool> nulls;          // row-major, parallel to values
-  int64_t rows = 0;
-  int columns = 0;
-  int64_t affected = -1;
-};
 
 // What a connector's cheap look at an idle connection found.
 enum class liveness {
@@ -82,13 +73,16 @@ class connector {
   // socket, if known, already points at /dev/null). A connector that cannot promise that
   // leaves the connection alone: leaking it is the only safe way.
   virtual void discard_inherited(void *handle) noexcept = 0;
-  // Runs one statement with text parameters (nullptr = SQL NULL). A failed statement throws
-  // error(POOL_EQUERY, the driver's message, its SQLSTATE), SQLSTATE class 08 if the
-  // connection is lost. A statement still running at `deadline` (max(): no limit) throws
-  // error(POOL_ETIMEDOUT) and leaves the connection unusable (the pool abandons it).
-  virtual query_result query(void *handle, const char *sql,
-                             const std::vector<const char *> &params,
-                             clock::time_point deadline) = 0;
+  // Runs one statement. A failed statement throws error(POOL_EQUERY, the driver's message,
+  // its SQLSTATE), SQLSTATE class 08 if the connection is lost. A statement still running at
+  // `deadline` (max(): no limit) throws error(POOL_ETIMEDOUT) and leaves the connection
+  // unusable (the pool abandons it). A connector that runs no statements throws POOL_ENOTSUP.
+  virtual std::unique_ptr<result> query(void *handle, const statement &st,
+                                        clock::time_point deadline) = 0;
+  // Sends one statement whose rows are read in pieces (row_stream); the connection runs
+  // nothing else until the stream is closed. Errors as query().
+  virtual std::unique_ptr<row_stream> stream(void *handle, const statement &st,
+                                             clock::time_point deadline) = 0;
 
  protected:
   void log(int level, const char *message) const noexcept {
@@ -106,7 +100,9 @@ bool means_server_gone(const char *sqlstate) noexcept;
 
 // libpq; throws error(POOL_EINVAL) for a conninfo libpq cannot parse. A query that timed out
 // is cancelled, the cancel request awaited at most cancel_timeout_s (ping_timeout).
-std::unique_ptr<connector> make_pq_connector(const char *conninfo, double cancel_timeout_s);
+// statement_cache_size: prepared statements kept per connection (POOL_QUERY_PREPARE).
+std::unique_ptr<connector> make_pq_connector(const char *conninfo, double cancel_timeout_s,
+                                             size_t statement_cache_size);
 
 std::unique_ptr<connector> make_custom_connector(pool_open_cb open, pool_close_cb close,
                                                  pool_reset_cb reset, pool_ping_cb ping,

@@ -45,10 +45,14 @@ class custom_connector final : public connector {
   int socket(void *) noexcept override { return -1; }
   // The callbacks make no promise about what close sends: an inherited connection is leaked.
   void discard_inherited(void *) noexcept override {}
-  query_result query(void *, const char *, const std::vector<const char *> &,
-                     clock::time_point) override {
+  std::unique_ptr<result> query(void *, const statement &, clock::time_point) override {
     throw error(POOL_ENOTSUP, "pool_query() needs the libpq or ODBC connector; a custom "
                               "connector's connections are used through pool_lease_native()");
+  }
+  std::unique_ptr<row_stream> stream(void *, const statement &, clock::time_point) override {
+    throw error(POOL_ENOTSUP, "pool_stream_open() needs the libpq or ODBC connector; a "
+                              "custom connector's connections are used through "
+                              "pool_lease_native()");
   }
 
  private:

@@ -41,6 +41,7 @@
 #include "connector.hh"
 #include "error.hh"
 #include "fork.hh"
+#include "odbc_result.hh"
 #include "scrub.hh"
 
 namespace connpool {
@@ -354,74 +355,16 @@ class odbc_connector final : public connector {
     return ok;
   }
 
-  query_result query(void *handle, const char *sql, const std::vector<const char *> &params,
-                     clock::time_point deadline) override {
-    SQLHSTMT stmt = SQL_NULL_HSTMT;
-    if (!SQL_SUCCEEDED(alloc_stmt(handle, &stmt))) {
-      statement_scope scope(serialised_);
-      throw failure(SQL_HANDLE_DBC, handle);
-    }
-    std::unique_ptr<void, void (*)(void *)> guard(stmt, free_stmt);
-    statement_scope scope(serialised_);  // ends before the guard frees the statement
-    if (deadline != clock::time_point::max()) limit_to(stmt, deadline);
-    std::vector<SQLLEN> lengths(params.size());
-    for (size_t i = 0; i < params.size(); i++) {
-      lengths[i] = params[i] ? SQL_NTS : SQL_NULL_DATA;
-      SQLULEN size = params[i] ? std::max<SQLULEN>(1, std::strlen(params[i])) : 1;
-      SQLRETURN rc = SQLBindParameter(stmt, SQLUSMALLINT(i + 1), SQL_PARAM_INPUT, SQL_C_CHAR,
-                                      SQL_VARCHAR, size, 0, const_cast<char *>(params[i]), 0,
-                                      &lengths[i]);
-      if (!SQL_SUCCEEDED(rc)) throw failure(SQL_HANDLE_STMT, stmt);
-    }
-    SQLRETURN rc = SQLExecDirect(stmt, reinterpret_cast<SQLCHAR *>(const_cast<char *>(sql)),
-                                 SQL_NTS);
-    if (!SQL_SUCCEEDED(rc) && rc != SQL_NO_DATA) {
-      error e = failure(SQL_HANDLE_STMT, stmt, handle);
-      // Our query timeout expired: HYT00, or psqlODBC's statement_timeout cancel (57014).
-      bool ours = deadline != clock::time_point::max() &&
-                  (e.sqlstate() == "HYT00" || e.sqlstate() == "57014");
-      if (ours) throw error(POOL_ETIMEDOUT, e.what(), e.sqlstate());
-      throw e;
-    }
-    query_result r;
-    SQLSMALLINT columns = 0;
-    SQLNumResultCols(stmt, &columns);
-    r.columns = columns;
-    SQLLEN affected = -1;
-    if (columns == 0 && SQL_SUCCEEDED(SQLRowCount(stmt, &affected))) r.affected = affected;
-    for (SQLUSMALLINT c = 1; c <= columns; c++) {
-      SQLCHAR name[256] = "";
-      SQLSMALLINT len = 0;
-      SQLColAttribute(stmt, c, SQL_DESC_NAME, name, sizeof name, &len, nullptr);
-      r.names.emplace_back(reinterpret_cast<char *>(name));
-    }
-    while (columns > 0 && (rc = SQLFetch(stmt)) != SQL_NO_DATA) {
-      if (!SQL_SUCCEEDED(rc)) throw failure(SQL_HANDLE_STMT, stmt, handle);
-      for (SQLUSMALLINT c = 1; c <= columns; c++) {
-        std::string value;
-        bool null = false;
-        for (;;) {  // in pieces: a value may be longer than the buffer
-          char piece[4096];
-          SQLLEN len = 0;
-          rc = SQLGetData(stmt, c, SQL_C_CHAR, piece, sizeof piece, &len);
-          if (rc == SQL_NO_DATA) break;
-          if (!SQL_SUCCEEDED(rc)) throw failure(SQL_HANDLE_STMT, stmt, handle);
-          if (len == SQL_NULL_DATA) {
-            null = true;
-            break;
-          }
-          bool more = rc == SQL_SUCCESS_WITH_INFO &&
-                      (len == SQL_NO_TOTAL || len >= SQLLEN(sizeof piece));
-          value.append(piece, more ? sizeof piece - 1 : size_t(len));
-          if (!more) break;
-        }
-        r.nulls.push_back(null);
-        r.values.push_back(std::move(value));
-      }
-      r.rows++;
-    }
-    return r;
+  std::unique_ptr<result> query(void *handle, const statement &st,
+                                clock::time_point deadline) override {
+    statement_handle stmt = execute(handle, st, deadline);
+    statement_scope scope(serialised_);  // ends before stmt is freed
+    bool ended = false;
+    return fetch(handle, stmt.get(), describe_columns(stmt.get(), sqlite()), INT64_MAX, &ended);
   }
+
+  std::unique_ptr<row_stream> stream(void *handle, const statement &st,
+                                     clock::time_point deadline) override;
 
   // ODBC exposes no socket: an inherited connection cannot be neutralised, only abandoned.
   int socket(void *) noexcept override { return -1; }
@@ -432,6 +375,102 @@ class odbc_connector final : public connector {
   void discard_inherited(void *) noexcept override {}
 
  private:
+  friend class odbc_stream;
+  using statement_handle = std::unique_ptr<void, void (*)(void *)>;  // freed under the gate
+
+  bool sqlite() const noexcept { return dbms_.load(std::memory_order_relaxed) == dbms::sqlite; }
+
+  // A statement allocated, its parameters bound and run. A bool parameter is sent as ODBC's
+  // bit ("1" or "0"); bytea as binary; text with its length (so NULs need no terminator).
+  statement_handle execute(SQLHDBC dbc, const statement &st, clock::time_point deadline) {
+    SQLHSTMT raw = SQL_NULL_HSTMT;
+    if (!SQL_SUCCEEDED(alloc_stmt(dbc, &raw))) {
+      statement_scope scope(serialised_);
+      throw failure(SQL_HANDLE_DBC, dbc);
+    }
+    statement_handle stmt(raw, free_stmt);
+    statement_scope scope(serialised_);  // ends before stmt can be freed
+    if (deadline != clock::time_point::max()) limit_to(raw, deadline);
+    size_t n = size_t(st.nparams);
+    std::vector<SQLLEN> lengths(n);
+    std::vector<char> bits(n);
+    for (size_t i = 0; i < n; i++) {
+      const pool_param_t &p = st.params[i];
+      check_param(i, p);
+      odbc_binding b = binding_of(p.type);
+      const char *value = static_cast<const char *>(p.value);
+      size_t len = !value ? 0 : p.length < 0 ? std::strlen(value) : size_t(p.length);
+      if (value && p.type == POOL_TYPE_BOOL) {
+        bits[i] = std::strchr("tTyY1", len > 0 ? value[0] : 'f') ? '1' : '0';
+        value = &bits[i];
+        len = 1;
+      }
+      lengths[i] = value ? SQLLEN(len) : SQL_NULL_DATA;
+      SQLSMALLINT digits = b.sql_type == SQL_TYPE_TIMESTAMP ? 6 : 0;  // keep microseconds
+      SQLRETURN rc = SQLBindParameter(raw, SQLUSMALLINT(i + 1), SQL_PARAM_INPUT, b.c_type,
+                                      b.sql_type, std::max<SQLULEN>(1, len), digits,
+                                      const_cast<char *>(value), SQLLEN(len), &lengths[i]);
+      if (!SQL_SUCCEEDED(rc)) throw failure(SQL_HANDLE_STMT, raw);
+    }
+    SQLRETURN rc = SQLExecDirect(raw, reinterpret_cast<SQLCHAR *>(const_cast<char *>(st.sql)),
+                                 SQL_NTS);
+    if (!SQL_SUCCEEDED(rc) && rc != SQL_NO_DATA) {
+      error e = failure(SQL_HANDLE_STMT, raw, dbc);
+      // Our query timeout expired: HYT00, or psqlODBC's statement_timeout cancel (57014).
+      bool ours = deadline != clock::time_point::max() &&
+                  (e.sqlstate() == "HYT00" || e.sqlstate() == "57014");
+      if (ours) throw error(POOL_ETIMEDOUT, e.what(), e.sqlstate());
+      throw e;
+    }
+    return stmt;
+  }
+
+  // Up to max_rows rows of an executed statement (the caller holds its statement scope);
+  // *ended once SQLFetch has none left. A statement without columns gives its row count.
+  std::unique_ptr<odbc_result> fetch(SQLHDBC dbc, SQLHSTMT stmt,
+                                     std::shared_ptr<const odbc_columns> cols,
+                                     int64_t max_rows, bool *ended) const {
+    size_t columns = cols->names.size();
+    if (columns == 0) {
+      SQLLEN affected = -1;
+      if (!SQL_SUCCEEDED(SQLRowCount(stmt, &affected))) affected = -1;
+      *ended = true;
+      return std::make_unique<odbc_result>(std::move(cols), affected);
+    }
+    auto r = std::make_unique<odbc_result>(cols, -1);
+    *ended = false;
+    for (int64_t row = 0; row < max_rows; row++) {
+      SQLRETURN rc = SQLFetch(stmt);
+      if (rc == SQL_NO_DATA) {
+        *ended = true;
+        break;
+      }
+      if (!SQL_SUCCEEDED(rc)) throw failure(SQL_HANDLE_STMT, stmt, dbc);
+      for (SQLUSMALLINT c = 1; c <= columns; c++) {
+        bool binary = cols->types[c - 1] == POOL_TYPE_BYTEA;
+        bool null = false;
+        for (;;) {  // in pieces: a value may be longer than the buffer
+          char piece[4096];
+          size_t room = binary ? sizeof piece : sizeof piece - 1;  // text ends with a NUL
+          SQLLEN len = 0;
+          rc = SQLGetData(stmt, c, binary ? SQL_C_BINARY : SQL_C_CHAR, piece, sizeof piece,
+                          &len);
+          if (rc == SQL_NO_DATA) break;
+          if (!SQL_SUCCEEDED(rc)) throw failure(SQL_HANDLE_STMT, stmt, dbc);
+          if (len == SQL_NULL_DATA) {
+            null = true;
+            break;
+          }
+          bool more = rc == SQL_SUCCESS_WITH_INFO && (len == SQL_NO_TOTAL || len > SQLLEN(room));
+          r->append(piece, more ? room : size_t(len));
+          if (!more) break;
+        }
+        r->end_value(null);
+      }
+    }
+    return r;
+  }
+
   // ODBC's only bound on a statement: the driver's query timeout, in whole seconds (at least
   // one). Drivers enforce it as they can (psqlODBC and SQLite ODBC: on the server's or the
   // engine's side), so it cannot bound a connection that stopped answering.
@@ -517,6 +556,50 @@ class odbc_connector final : public connector {
   std::mutex session_mu_;
   std::string session_sql_;  // session_mu_ while written; written once, before its first use
 };
+
+// A statement whose rows are fetched a piece at a time. Never closed (a fork child's: the
+// statement belongs to the parent's session), its handle is left alone.
+class odbc_stream final : public row_stream {
+ public:
+  odbc_stream(odbc_connector &owner, SQLHDBC dbc, odbc_connector::statement_handle stmt)
+      : owner_(owner), dbc_(dbc), stmt_(std::move(stmt)) {
+    statement_scope scope(owner_.serialised_);
+    cols_ = describe_columns(stmt_.get(), owner_.sqlite());
+  }
+  ~odbc_stream() override { stmt_.release(); }  // NOLINT: deliberately leaked (see above)
+
+  std::unique_ptr<result> next(int64_t max_rows, clock::time_point) override {
+    if (ended_ && given_) return nullptr;
+    statement_scope scope(owner_.serialised_);
+    std::unique_ptr<odbc_result> piece =
+        ended_ ? std::make_unique<odbc_result>(cols_, -1)
+               : owner_.fetch(dbc_, stmt_.get(), cols_, max_rows, &ended_);
+    if (piece->rows() == 0 && given_) return nullptr;
+    given_ = true;
+    return piece;
+  }
+
+  bool close(clock::time_point) noexcept override {
+    {
+      statement_scope scope(owner_.serialised_);
+      SQLCloseCursor(stmt_.get());
+    }
+    stmt_.reset();
+    return owner_.alive(dbc_);
+  }
+
+ private:
+  odbc_connector &owner_;
+  SQLHDBC dbc_;
+  odbc_connector::statement_handle stmt_;
+  std::shared_ptr<const odbc_columns> cols_;
+  bool ended_ = false, given_ = false;
+};
+
+std::unique_ptr<row_stream> odbc_connector::stream(void *handle, const statement &st,
+                                                   clock::time_point deadline) {
+  return std::make_unique<odbc_stream>(*this, handle, execute(handle, st, deadline));
+}
 
 }  // namespace
 

@@ -9,11 +9,15 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <random>
+#include <unistd.h>
 
 #include "connector.hh"
 #include "error.hh"
 #include "fork.hh"
 #include "pq_cancel.hh"
+#include "pq_result.hh"
+#include "pq_statements.hh"
 #include "scrub.hh"
 #include "wait_for.hh"
 
@@ -25,11 +29,21 @@ using std::chrono::milliseconds;
 
 class pq_connector;
 
+// Unique to this process and connection: through PgBouncer, clients share server
+// connections, and one must never run (or DEALLOCATE) another's statement.
+std::string statement_prefix() {
+  static thread_local std::mt19937_64 random{std::random_device{}() ^ uint64_t(getpid())};
+  return "connpool_" + std::to_string(getpid()) + "_" + std::to_string(random() >> 16) + "_";
+}
+
 // One connection: libpq's handle, and what its notice receiver learnt. The pool's handle is a
 // session; the application sees the PGconn (native()).
 struct session {
+  session(PGconn *c, const pq_connector *o, size_t statement_cache_size)
+      : conn(c), owner(o), statements(statement_cache_size, statement_prefix()) {}
   PGconn *conn;
   const pq_connector *owner;
+  prepared_statements statements;  // POOL_QUERY_PREPARE
   PQnoticeReceiver libpq_receiver = nullptr;  // libpq's default: calls the notice processor
   // The backend whose session an unsolicited error ended (a FATAL such as 57P01, sent just
   // before the server closes the socket), or 0. By process id, so that a PQreset by the
@@ -55,10 +69,11 @@ int level_of(const char *severity) {
 
 class pq_connector final : public connector {
  public:
-  pq_connector(const char *conninfo, double cancel_timeout_s)
+  pq_connector(const char *conninfo, double cancel_timeout_s, size_t statement_cache_size)
       : conninfo_(conninfo),
         secrets_(secrets_in_connection_string(conninfo)),
-        cancel_timeout_(seconds(cancel_timeout_s)) {
+        cancel_timeout_(seconds(cancel_timeout_s)),
+        statement_cache_size_(statement_cache_size) {
     char *parse_error = nullptr;
     PQconninfoOption *parsed = PQconninfoParse(conninfo, &parse_error);
     if (!parsed) {
@@ -176,9 +191,11 @@ class pq_connector final : public connector {
         return false;
       seen = liveness::quiet;  // it just answered
     }
-    if (mode == POOL_RESET_DISCARD)
+    if (mode == POOL_RESET_DISCARD) {
+      s->statements.clear();  // whatever the answer: a connection that fails it is closed
       return exchange(conn, "DISCARD ALL", PGRES_COMMAND_OK, by()) &&
              PQtransactionStatus(conn) == PQTRANS_IDLE;
+    }
     return seen == liveness::quiet || round_trip(conn, by());
   }
 
@@ -198,76 +215,53 @@ class pq_connector final : public connector {
   // Read from libpq each time: an application's PQreset gives the connection a new socket.
   int socket(void *handle) noexcept override { return PQsocket(conn_of(handle)); }
 
-  // PQexecParams, but sent and awaited without blocking past the deadline.
-  query_result query(void *handle, const char *sql, const std::vector<const char *> &params,
-                     clock::time_point deadline) override {
-    PGconn *conn = conn_of(handle);
-    clock::time_point start = clock::now();
-    outcome sent = outcome::lost;
-    if (PQsetnonblocking(conn, 1) == 0 &&
-        PQsendQueryParams(conn, sql, int(params.size()), nullptr, params.data(), nullptr,
-                          nullptr, 0))
-      sent = await_results(conn, deadline);
-    if (sent == outcome::timed_out) {
-      // The statement still runs on the server, holding its locks: ask the server to cancel
-      // it, then abandon the connection (an answer may still come: it stays in non-blocking
-      // mode, so closing it never waits on the socket).
-      bool cancelled = cancel_statement(conn, clock::now() + cancel_timeout_);
-      char msg[224];
-      std::snprintf(msg, sizeof msg,
-                    "query did not finish within %.2f s (query_timeout); %s; its connection "
-                    "is abandoned: check the lease in",
-                    std::chrono::duration<double>(deadline - start).count(),
-                    cancelled ? "the server was asked to cancel it"
-                              : "the cancel request went unanswered");
-      throw error(POOL_ETIMEDOUT, msg);
-    }
-    // Results are read without blocking only if they are complete: a connection lost (or a
-    // poll() that failed) while they were awaited must not end in a wait without a deadline.
-    if (sent == outcome::lost && PQisBusy(conn)) {
-      std::string why = trimmed(PQerrorMessage(conn));
-      throw error(POOL_EQUERY,
-                  "connection lost while awaiting the result" + (why.empty() ? "" : ": " + scrub(why, secrets_)),
-                  "08006");
-    }
-    PQsetnonblocking(conn, 0);
-    // As PQexecParams: the last result, unless an earlier one failed.
-    std::unique_ptr<PGresult, void (*)(PGresult *)> res(nullptr, PQclear);
-    while (PGresult *next = PQgetResult(conn)) {
-      ExecStatusType st = res ? PQresultStatus(res.get()) : PGRES_COMMAND_OK;
-      if (st != PGRES_FATAL_ERROR && st != PGRES_NONFATAL_ERROR) res.reset(next);
-      else PQclear(next);
-    }
-    ExecStatusType status = res ? PQresultStatus(res.get()) : PGRES_FATAL_ERROR;
-    if (status != PGRES_TUPLES_OK && status != PGRES_COMMAND_OK && status != PGRES_EMPTY_QUERY) {
-      const char *state = res ? PQresultErrorField(res.get(), PG_DIAG_SQLSTATE) : nullptr;
-      std::string why = trimmed(res ? PQresultErrorMessage(res.get()) : PQerrorMessage(conn));
-      if (why.empty()) why = trimmed(PQerrorMessage(conn));
-      // libpq gives no SQLSTATE for a connection lost on the client's side.
-      std::string sqlstate = state ? state : PQstatus(conn) == CONNECTION_BAD ? "08006" : "";
-      throw error(POOL_EQUERY, scrub(why, secrets_), sqlstate);
-    }
-    query_result r;
-    r.columns = PQnfields(res.get());
-    r.rows = PQntuples(res.get());
-    for (int c = 0; c < r.columns; c++) r.names.emplace_back(PQfname(res.get(), c));
-    r.values.reserve(size_t(r.rows) * size_t(r.columns));
-    r.nulls.reserve(size_t(r.rows) * size_t(r.columns));
-    for (int row = 0; row < r.rows; row++) {
-      for (int c = 0; c < r.columns; c++) {
-        bool null = PQgetisnull(res.get(), row, c);
-        r.nulls.push_back(null);
-        r.values.emplace_back(null ? "" : PQgetvalue(res.get(), row, c));
+  // PQexecParams (or, with POOL_QUERY_PREPARE, PQexecPrepared after a PQprepare the first
+  // time), sent and awaited without blocking past the deadline.
+  std::unique_ptr<result> query(void *handle, const statement &st,
+                                clock::time_point deadline) override {
+    auto *s = static_cast<session *>(handle);
+    PGconn *conn = s->conn;
+    pq_params p(st);
+    clock::time_point start{};  // for a timeout's message: read only if there is a deadline
+    if (deadline != clock::time_point::max()) start = clock::now();
+    auto unnamed = [&] {
+      return PQsendQueryParams(conn, st.sql, st.nparams, p.types.data(), p.values.data(),
+                               p.lengths.data(), p.formats.data(), 0);
+    };
+    if (!st.prepare || s->statements.capacity() == 0)
+      return make_pq_result(checked(conn, run(conn, unnamed, start, deadline)));
+    std::string key(st.sql);
+    key.push_back('\0');
+    key.append(reinterpret_cast<const char *>(p.types.data()), p.types.size() * sizeof(Oid));
+    const std::string *name = s->statements.find(key);
+    if (!name) {
+      name = &s->statements.add(key);
+      pq_result_ptr prepared = run(conn, [&] {
+        return PQsendPrepare(conn, name->c_str(), st.sql, st.nparams, p.types.data());
+      }, start, deadline);
+      if (!succeeded(prepared)) {
+        s->statements.forget(key);
+        checked(conn, std::move(prepared));  // throws
       }
     }
-    // PQcmdTuples also counts the rows a SELECT returned: keep only what was written.
-    const char *command = PQcmdStatus(res.get());
-    bool writes = false;
-    for (const char *verb : {"INSERT ", "UPDATE ", "DELETE ", "MERGE "})
-      writes = writes || std::strncmp(command, verb, std::strlen(verb)) == 0;
-    r.affected = writes ? std::atoll(PQcmdTuples(res.get())) : -1;
-    return r;
+    pq_result_ptr res = run(conn, [&] {
+      return PQsendQueryPrepared(conn, name->c_str(), st.nparams, p.values.data(),
+                                 p.lengths.data(), p.formats.data(), 0);
+    }, start, deadline);
+    // The server does not know it (the application ran DEALLOCATE, or PgBouncer moved the
+    // session to another server connection): forget it, and outside a transaction run the
+    // statement unnamed (Parse, Bind, Execute in one message train: never split by PgBouncer).
+    // Inside one, the server has failed the transaction already.
+    if (!succeeded(res) && sqlstate_is(res, "26000")) {
+      s->statements.forget(key);
+      if (PQtransactionStatus(conn) == PQTRANS_IDLE) res = run(conn, unnamed, start, deadline);
+    }
+    drop_evicted(s, deadline);
+    return make_pq_result(checked(conn, std::move(res)));
   }
+
+  std::unique_ptr<row_stream> stream(void *handle, const statement &st,
+                                     clock::time_point deadline) override;
 
   // Safe only because the socket now points at /dev/null: PQfinish's Terminate message (and
   // TLS close_notify) fail with ENOTSOCK instead of ending the parent's session. Measured to
@@ -278,7 +272,122 @@ class pq_connector final : public connector {
     delete static_cast<session *>(handle);
   }
 
+  enum class outcome { ready, timed_out, lost };
+
+  // Flushes what libpq holds (non-blocking mode) and reads until the results are complete,
+  // never waiting past `deadline` (max(): no limit).
+  static outcome await_results(PGconn *conn, clock::time_point deadline) {
+    for (;;) {
+      int unsent = PQflush(conn);
+      if (unsent < 0 || !PQconsumeInput(conn)) return outcome::lost;
+      if (unsent == 0 && !PQisBusy(conn)) return outcome::ready;
+      int ready = wait_for(PQsocket(conn), short(POLLIN | (unsent ? POLLOUT : 0)), deadline);
+      if (ready == 0) return outcome::timed_out;
+      if (ready < 0) return outcome::lost;
+    }
+  }
+
+  // A statement still running at its deadline holds its locks on the server: the server is
+  // asked to cancel it, and the connection is abandoned (an answer may still come: it stays
+  // in non-blocking mode, so closing it never waits on the socket).
+  error timed_out(PGconn *conn, clock::time_point start, clock::time_point deadline) const {
+    bool cancelled = cancel_statement(conn, clock::now() + cancel_timeout_);
+    char msg[224];
+    std::snprintf(msg, sizeof msg,
+                  "query did not finish within %.2f s (query_timeout); %s; its connection "
+                  "is abandoned: check the lease in",
+                  std::chrono::duration<double>(deadline - start).count(),
+                  cancelled ? "the server was asked to cancel it"
+                            : "the cancel request went unanswered");
+    return error(POOL_ETIMEDOUT, msg);
+  }
+
+  // Results are read without blocking only if they are complete: a connection lost (or a
+  // poll() that failed) while they were awaited must not end in a wait without a deadline.
+  error lost(PGconn *conn) const {
+    std::string why = trimmed(PQerrorMessage(conn));
+    return error(POOL_EQUERY,
+                 "connection lost while awaiting the result" +
+                     (why.empty() ? "" : ": " + scrub(why, secrets_)),
+                 "08006");
+  }
+
+  error failed_to_send(PGconn *conn) const {
+    std::string why = trimmed(PQerrorMessage(conn));
+    return error(POOL_EQUERY, "the statement could not be sent" +
+                                  (why.empty() ? "" : ": " + scrub(why, secrets_)),
+                 PQstatus(conn) == CONNECTION_BAD ? "08006" : "");
+  }
+
+  // Reads every result of what was sent, before the deadline; false if they did not come.
+  static bool drain(PGconn *conn, clock::time_point deadline) {
+    for (;;) {
+      if (await_results(conn, deadline) != outcome::ready) return false;
+      PGresult *res = PQgetResult(conn);
+      if (!res) {
+        PQsetnonblocking(conn, 0);
+        return true;
+      }
+      PQclear(res);
+    }
+  }
+
+  // A statement that failed: its message and SQLSTATE.
+  pq_result_ptr checked(PGconn *conn, pq_result_ptr res) const {
+    if (succeeded(res)) return res;
+    const char *state = res ? PQresultErrorField(res.get(), PG_DIAG_SQLSTATE) : nullptr;
+    std::string why = trimmed(res ? PQresultErrorMessage(res.get()) : PQerrorMessage(conn));
+    if (why.empty()) why = trimmed(PQerrorMessage(conn));
+    // libpq gives no SQLSTATE for a connection lost on the client's side.
+    std::string sqlstate = state ? state : PQstatus(conn) == CONNECTION_BAD ? "08006" : "";
+    throw error(POOL_EQUERY, scrub(why, secrets_), sqlstate);
+  }
+
  private:
+  static bool succeeded(const pq_result_ptr &res) {
+    ExecStatusType status = res ? PQresultStatus(res.get()) : PGRES_FATAL_ERROR;
+    return status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK ||
+           status == PGRES_EMPTY_QUERY;
+  }
+
+  static bool sqlstate_is(const pq_result_ptr &res, const char *sqlstate) {
+    const char *state = res ? PQresultErrorField(res.get(), PG_DIAG_SQLSTATE) : nullptr;
+    return state && std::strcmp(state, sqlstate) == 0;
+  }
+
+  // Sends a statement and awaits its results without blocking past the deadline; as
+  // PQexecParams, the last result, unless an earlier one failed.
+  template <typename Send>
+  pq_result_ptr run(PGconn *conn, Send send, clock::time_point start,
+                    clock::time_point deadline) const {
+    outcome sent = outcome::lost;
+    if (PQsetnonblocking(conn, 1) == 0 && send()) sent = await_results(conn, deadline);
+    if (sent == outcome::timed_out) throw timed_out(conn, start, deadline);
+    if (sent == outcome::lost && PQisBusy(conn)) throw lost(conn);
+    PQsetnonblocking(conn, 0);
+    pq_result_ptr res = own(nullptr);
+    while (PGresult *next = PQgetResult(conn)) {
+      if (!res || succeeded(res)) res = own(next);
+      else PQclear(next);
+    }
+    return res;
+  }
+
+  // Prepared statements the cache dropped, deallocated once the connection is outside a
+  // transaction (where a failure cannot abort the application's work). Failures are
+  // ignored: the statement is gone either way, or the connection is, which the next use sees.
+  static void drop_evicted(session *s, clock::time_point deadline) {
+    std::vector<std::string> &names = s->statements.dropped();
+    if (names.empty() || PQtransactionStatus(s->conn) != PQTRANS_IDLE) return;
+    for (const std::string &name : names) {
+      std::string sql = "DEALLOCATE \"" + name + "\"";
+      if (!exchange(s->conn, sql.c_str(), PGRES_COMMAND_OK, deadline) &&
+          PQstatus(s->conn) != CONNECTION_OK)
+        break;
+    }
+    names.clear();
+  }
+
   struct host_entry {
     std::string host, hostaddr, port;  // "" = not overridden
     std::string label;                 // for messages: host or hostaddr, and the port
@@ -365,7 +474,7 @@ class pq_connector final : public connector {
     // Notices that arrived during the connect went to libpq's default processor, which
     // prints them: PQconnectStartParams gives no earlier moment to install ours. (A server
     // sends none during a normal connect.)
-    session *s = new (std::nothrow) session{conn, this};
+    session *s = new (std::nothrow) session(conn, this, statement_cache_size_);
     if (!s) {
       PQfinish(conn);
       throw std::bad_alloc();
@@ -411,20 +520,6 @@ class pq_connector final : public connector {
     return exchange(conn, "", PGRES_EMPTY_QUERY, deadline);
   }
 
-  enum class outcome { ready, timed_out, lost };
-
-  // Flushes what libpq holds (non-blocking mode) and reads until the results are complete,
-  // never waiting past `deadline` (max(): no limit).
-  static outcome await_results(PGconn *conn, clock::time_point deadline) {
-    for (;;) {
-      int unsent = PQflush(conn);
-      if (unsent < 0 || !PQconsumeInput(conn)) return outcome::lost;
-      if (unsent == 0 && !PQisBusy(conn)) return outcome::ready;
-      int ready = wait_for(PQsocket(conn), short(POLLIN | (unsent ? POLLOUT : 0)), deadline);
-      if (ready == 0) return outcome::timed_out;
-      if (ready < 0) return outcome::lost;
-    }
-  }
 
   // Sends a command and reads its answer, never waiting past the deadline: true if it came
   // in time and every result has status `want`. On a timeout the connection is left in
@@ -449,12 +544,93 @@ class pq_connector final : public connector {
   milliseconds connect_timeout_{0};
   std::vector<host_entry> hosts_;  // empty unless the string names several hosts
   clock::duration cancel_timeout_;  // ping_timeout: how long a cancel request may take
+  size_t statement_cache_size_;
 };
+
+// A statement in single-row mode: each piece gathers the rows libpq has parsed, up to
+// max_rows, one PGresult a row, awaiting more without blocking past the deadline. The
+// connection stays in non-blocking mode until the last result is read.
+class pq_stream final : public row_stream {
+ public:
+  pq_stream(const pq_connector &owner, PGconn *conn) : owner_(owner), conn_(conn) {}
+
+  std::unique_ptr<result> next(int64_t max_rows, clock::time_point deadline) override {
+    clock::time_point start{};
+    if (deadline != clock::time_point::max()) start = clock::now();
+    std::vector<pq_result_ptr> rows;
+    pq_result_ptr shape = own(nullptr), failure = own(nullptr);
+    // After a failure, the results up to the end are read too, so the connection is free.
+    while (!done_ && (failure || int64_t(rows.size()) < max_rows)) {
+      pq_connector::outcome o = pq_connector::await_results(conn_, deadline);
+      if (o != pq_connector::outcome::ready && (o == pq_connector::outcome::timed_out ||
+                                                PQisBusy(conn_))) {
+        done_ = broken_ = true;
+        if (o == pq_connector::outcome::timed_out)
+          throw owner_.timed_out(conn_, start, deadline);
+        throw owner_.lost(conn_);
+      }
+      PGresult *res = PQgetResult(conn_);
+      if (!res) {
+        done_ = true;
+        PQsetnonblocking(conn_, 0);
+        break;
+      }
+      ExecStatusType status = PQresultStatus(res);
+      if (status == PGRES_SINGLE_TUPLE) rows.push_back(own(res));
+      else if (failure) PQclear(res);
+      else if (status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK ||
+               status == PGRES_EMPTY_QUERY)
+        shape = own(res);
+      else failure = own(res);
+    }
+    if (failure) owner_.checked(conn_, std::move(failure));  // throws
+    if (!rows.empty()) {
+      given_ = true;
+      return make_pq_piece(std::move(rows), own(nullptr));
+    }
+    if (given_) return nullptr;
+    given_ = true;
+    if (!shape) throw owner_.lost(conn_);
+    return make_pq_result(std::move(shape));
+  }
+
+  // Rows left: the server is asked to cancel the statement (else it would send them all),
+  // and what is on its way is read and dropped.
+  bool close(clock::time_point deadline) noexcept override {
+    if (broken_) return false;
+    if (done_) return true;
+    cancel_statement(conn_, deadline);
+    return pq_connector::drain(conn_, deadline) && PQstatus(conn_) == CONNECTION_OK;
+  }
+
+ private:
+  const pq_connector &owner_;
+  PGconn *conn_;
+  bool done_ = false;    // the last result was read
+  bool given_ = false;   // a piece was returned
+  bool broken_ = false;  // timed out, or the connection was lost
+};
+
+std::unique_ptr<row_stream> pq_connector::stream(void *handle, const statement &st,
+                                                 clock::time_point) {
+  PGconn *conn = conn_of(handle);
+  pq_params p(st);
+  if (PQsetnonblocking(conn, 1) != 0 ||
+      !PQsendQueryParams(conn, st.sql, st.nparams, p.types.data(), p.values.data(),
+                         p.lengths.data(), p.formats.data(), 0))
+    throw failed_to_send(conn);
+  if (!PQsetSingleRowMode(conn)) {
+    drain(conn, clock::now() + cancel_timeout_);
+    throw error(POOL_EQUERY, "libpq refused single-row mode for the stream");
+  }
+  return std::make_unique<pq_stream>(*this, conn);
+}
 
 }  // namespace
 
-std::unique_ptr<connector> make_pq_connector(const char *conninfo, double cancel_timeout_s) {
-  return std::make_unique<pq_connector>(conninfo, cancel_timeout_s);
+std::unique_ptr<connector> make_pq_connector(const char *conninfo, double cancel_timeout_s,
+                                             size_t statement_cache_size) {
+  return std::make_unique<pq_connector>(conninfo, cancel_timeout_s, statement_cache_size);
 }
 
 }  // namespace connpool

@@ -59,7 +59,8 @@ const char *last_error() noexcept { return last.message; }
   X(POOL_EFORKED, "connection was inherited across fork")                       \
   X(POOL_ETOOMANYWAITERS, "too many threads waiting for a connection")          \
   X(POOL_ERANGE, "buffer too small")                                            \
-  X(POOL_EQUERY, "the statement failed")
+  X(POOL_EQUERY, "the statement failed")                                        \
+  X(POOL_ETYPE, "the value is NULL or not of the type asked for")
 
 namespace connpool {
 

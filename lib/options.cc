@@ -163,6 +163,9 @@ options parse_options(const key_values &pairs) {
       o.fail_fast_backoff_max_s = parse_seconds(key, value);
     } else if (key == "query_timeout") {
       o.query_timeout_s = parse_seconds(key, value);
+    } else if (key == "statement_cache_size") {
+      o.statement_cache_size = int(parse_integer(key, value, 0, 100000,
+                                                 "is not an integer from 0 to 100000 (0: off)"));
     } else {
       throw error(POOL_EINVAL, "unknown option \"" + key +
                                    "\" (known: pool_size, max_overflow, pool_timeout, "
@@ -171,7 +174,8 @@ options parse_options(const key_values &pairs) {
                                    "odbc_dm_pooling, pool_pre_ping, pre_ping_interval, "
                                    "ping_timeout, pool_recycle, pool_recycle_jitter, "
                                    "idle_timeout, min_idle, max_waiting, leak_threshold, "
-                                   "fail_fast_after, fail_fast_backoff_max, query_timeout)");
+                                   "fail_fast_after, fail_fast_backoff_max, query_timeout, "
+                                   "statement_cache_size)");
     }
   }
   // Checks across options, once all are known (their order in the string does not matter).

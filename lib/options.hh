@@ -40,6 +40,7 @@ struct options {
   int fail_fast_after = 3;  // 0: never
   double fail_fast_backoff_max_s = 5.0;
   double query_timeout_s = 0;  // pool_query; 0: no limit
+  int statement_cache_size = 100;  // prepared statements kept per connection; 0: off
 
   // The bound on I/O the pool does for a checkout of its own (a connect, a pre-ping) when
   // the checkout may not wait (timeout 0), and on the maintenance thread's connects:

@@ -353,35 +353,6 @@ void pool::report_error(pool_lease_t *handle, const char *sqlstate) {
          sqlstate, closed);
 }
 
-query_result pool::query(pool_lease_t *handle, const char *sql,
-                         const std::vector<const char *> &params) {
-  lease *l = lease_of(handle);
-  if (l->generation != fork_guard::generation())
-    throw error(POOL_EFORKED, "the lease was checked out before fork: its connection belongs to "
-                              "the parent process; check it in to drop it");
-  if (l->abandoned)
-    throw error(POOL_ESTATE, "a query on this lease timed out and its connection was "
-                             "abandoned: check the lease in");
-  l->ran_queries = true;
-  double limit = l->owner->opts_.query_timeout_s;
-  clock::time_point deadline = limit > 0 ? clock::now() + seconds(limit) : clock::time_point::max();
-  try {
-    return l->owner->connector_->query(l->handle, sql, params, deadline);
-  } catch (const error &e) {
-    if (e.code() == POOL_ETIMEDOUT) {
-      l->abandoned = l->invalidated = true;  // closed at checkin, never lent again
-      throw;
-    }
-    if (e.code() != POOL_EQUERY || !means_server_gone(e.sqlstate().c_str())) throw;
-    // The server went away or changed role: as pool_report_error(), and say so.
-    report_error(handle, e.sqlstate().c_str());
-    throw error(POOL_EQUERY,
-                std::string(e.what()) + " (the connection is lost or read-only: check the "
-                                        "lease in; connections older than it are retired)",
-                e.sqlstate());
-  }
-}
-
 void *pool::native(const pool_lease_t *handle) noexcept {
   lease *l = checked_out_lease(handle);
   return l && l->generation == fork_guard::generation() ? l->native : nullptr;

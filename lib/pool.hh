@@ -72,6 +72,7 @@ struct alignas(64) lease {  // its own cache lines: each is written by its holde
   bool fresh = false;        // just opened: no need to ping it
   bool ran_queries = false;  // touched only by the holder: pool_query since the checkout
   bool abandoned = false;    // touched only by the holder: a query timed out, never use it
+  bool streaming = false;    // touched only by the holder: a pool_stream_t is open on it
   bool leak_reported = false;  // mu_
   uint64_t generation = 0;   // the process generation it was lent in (fork.hh)
   uint64_t seq = 0;          // opening order (pool::retired_below_)
@@ -112,8 +113,14 @@ class pool final : private fork_guard::participant {
   static void checkin(pool_lease_t *handle, bool allow_scoped = false);
   static void invalidate(pool_lease_t *handle);
   static void report_error(pool_lease_t *handle, const char *sqlstate);
-  static query_result query(pool_lease_t *handle, const char *sql,
-                            const std::vector<const char *> &params);
+  // The query layer (pool_query.cc): statements on a lease, through its connector.
+  static std::unique_ptr<result> query(pool_lease_t *handle, const statement &st);
+  static std::unique_ptr<row_stream> stream_open(pool_lease_t *handle, const statement &st);
+  static std::unique_ptr<result> stream_next(pool_lease_t *handle, row_stream &stream,
+                                             int64_t max_rows);
+  // Throws if the connection was lost meanwhile (the lease is invalidated then). In a fork
+  // child, sends nothing.
+  static void stream_close(pool_lease_t *handle, row_stream &stream);
   static void mark_scoped(pool_lease_t *handle);
   static void *native(const pool_lease_t *handle) noexcept;
   // POOL_OK if released now, POOL_EBUSY (message set) if leases are still out.
