@@ -248,11 +248,13 @@ class pq_connector final : public connector {
       return PQsendQueryPrepared(conn, name->c_str(), st.nparams, p.values.data(),
                                  p.lengths.data(), p.formats.data(), 0);
     }, start, deadline);
-    // The server does not know it (the application ran DEALLOCATE, or PgBouncer moved the
-    // session to another server connection): forget it, and outside a transaction run the
-    // statement unnamed (Parse, Bind, Execute in one message train: never split by PgBouncer).
-    // Inside one, the server has failed the transaction already.
-    if (!succeeded(res) && sqlstate_is(res, "26000")) {
+    // The server does not know it (26000: the application ran DEALLOCATE, or PgBouncer moved
+    // the session to another server connection), or it no longer fits (0A000, "cached plan
+    // must not change result type": a table it reads was altered): forget it, and outside a
+    // transaction run the statement unnamed (Parse, Bind, Execute in one message train: never
+    // split by PgBouncer); the next run prepares it afresh. Inside one, the server has failed
+    // the transaction already.
+    if (!succeeded(res) && (sqlstate_is(res, "26000") || sqlstate_is(res, "0A000"))) {
       s->statements.forget(key);
       if (PQtransactionStatus(conn) == PQTRANS_IDLE) res = run(conn, unnamed, start, deadline);
     }
@@ -561,7 +563,10 @@ class pq_stream final : public row_stream {
     pq_result_ptr shape = own(nullptr), failure = own(nullptr);
     // After a failure, the results up to the end are read too, so the connection is free.
     while (!done_ && (failure || int64_t(rows.size()) < max_rows)) {
-      pq_connector::outcome o = pq_connector::await_results(conn_, deadline);
+      // Rows already read are parsed first: reading more each time would grow libpq's
+      // buffer to the whole result, and move what is left in it at every read.
+      pq_connector::outcome o = pq_connector::outcome::ready;
+      if (PQisBusy(conn_)) o = pq_connector::await_results(conn_, deadline);
       if (o != pq_connector::outcome::ready && (o == pq_connector::outcome::timed_out ||
                                                 PQisBusy(conn_))) {
         done_ = broken_ = true;

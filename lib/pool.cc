@@ -301,6 +301,9 @@ void pool::checkin(pool_lease_t *handle, bool allow_scoped) {
   if (l->scoped && !allow_scoped)
     throw error(POOL_ESTATE,
                 "lease is scoped to its thread: give it back with pool_scope_release()");
+  if (l->streaming)
+    throw error(POOL_ESTATE, "a stream is open on this lease: close it (pool_stream_close) "
+                             "before the checkin");
   uint64_t state = l->state.load(std::memory_order_acquire);
   // Two racing checkins of one lease: only one clears the out bit.
   if (!l->state.compare_exchange_strong(state, state & ~uint64_t(1), std::memory_order_acq_rel))

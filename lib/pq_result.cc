@@ -207,10 +207,6 @@ pq_params::pq_params(const statement &st) {
       continue;
     }
     if (p.length < 0) continue;
-    if (std::memchr(value, '\0', len))
-      throw error(POOL_EINVAL, "parameter " + std::to_string(i + 1) +
-                                   " holds a NUL byte, which text cannot: send it as "
-                                   "POOL_TYPE_BYTEA");
     copies_.emplace_back(value, len);
     values[i] = copies_.back().c_str();  // reserved: never reallocated
   }

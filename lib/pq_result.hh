@@ -23,8 +23,7 @@ std::unique_ptr<result> make_pq_piece(std::vector<pq_result_ptr> rows, pq_result
 
 // What PQsendQueryParams and PQsendQueryPrepared take, built from a statement's parameters.
 // Text with an explicit length is copied to be NUL-terminated (libpq reads text parameters
-// up to their NUL); one holding a NUL byte is refused (POOL_EINVAL): PostgreSQL text cannot
-// hold one, bytea can.
+// up to their NUL). Parameters are checked (check_param): POOL_EINVAL.
 struct pq_params {
   explicit pq_params(const statement &st);
   std::vector<Oid> types;

@@ -79,6 +79,11 @@ void check_param(size_t i, const pool_param_t &p) {
   if (p.value && p.length < -1)
     throw error(POOL_EINVAL, "parameter " + std::to_string(i + 1) +
                                  " has a negative length (-1: NUL-terminated)");
+  if (p.value && p.length > 0 && p.type != POOL_TYPE_BYTEA &&
+      std::memchr(p.value, '\0', size_t(p.length)))
+    throw error(POOL_EINVAL, "parameter " + std::to_string(i + 1) +
+                                 " holds a NUL byte, which text cannot: send it as "
+                                 "POOL_TYPE_BYTEA");
 }
 
 void check_cell(const result &r, int64_t row, int column) {
