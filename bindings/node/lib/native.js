@@ -34,6 +34,9 @@ const { lib, library } = load();
 koffi.opaque('pool_t');
 koffi.opaque('pool_lease_t');
 koffi.opaque('pool_result_t');
+koffi.opaque('pool_stream_t');
+// pool_param_t: value NULL is SQL NULL; length -1 is NUL-terminated text; type a pool_type.
+koffi.struct('pool_param_t', { value: 'const void *', length: 'int64_t', type: 'int' });
 
 const WAIT_BUCKETS = 6; // POOL_WAIT_BUCKETS
 // pool_stats_t: only int64_t fields, only ever appended (size says how many were filled).
@@ -70,6 +73,14 @@ module.exports = {
   pool_result_value: fn('const char *pool_result_value(const pool_result_t *result, int64_t row, int column)'),
   pool_result_affected: fn('int64_t pool_result_affected(const pool_result_t *result)'),
   pool_result_free: fn('void pool_result_free(pool_result_t *result)'),
+  // since 1.2: typed results, binary-safe parameters, prepared statements, streams
+  pool_result_column_type: fn('int pool_result_column_type(const pool_result_t *result, int column, _Out_ int64_t *backend_type)'),
+  pool_result_read: fn('int pool_result_read(const pool_result_t *result, int64_t first_row, int64_t nrows, void *buf, size_t buf_len, void *lengths, _Out_ size_t *needed)'),
+  pool_result_memory: fn('size_t pool_result_memory(const pool_result_t *result)'),
+  pool_query_params: fn('int pool_query_params(_Out_ pool_result_t **out, pool_lease_t *lease, const char *sql, int nparams, const pool_param_t *params, int flags)'),
+  pool_stream_open: fn('int pool_stream_open(_Out_ pool_stream_t **out, pool_lease_t *lease, const char *sql, int nparams, const pool_param_t *params, int flags)'),
+  pool_stream_next: fn('int pool_stream_next(_Out_ pool_result_t **out, pool_stream_t *stream, int64_t max_rows)'),
+  pool_stream_close: fn('int pool_stream_close(pool_stream_t *stream)'),
   pool_last_error: fn('const char *pool_last_error(void)'),
   pool_last_sqlstate: fn('const char *pool_last_sqlstate(void)'),
   pool_error_name: fn('const char *pool_error_name(int code)'),

@@ -6,6 +6,7 @@
 const c = require('./native');
 const threads = require('./threads');
 const errors = require('./errors');
+const types = require('./types');
 
 const { CODES, makeError } = errors;
 const jsError = (rc, message) => makeError({ rc, codeName: c.pool_error_name(rc), message });
@@ -25,14 +26,19 @@ function check(rc) {
   }
 }
 
-const optionText = (v) => (typeof v === 'boolean' ? (v ? 'true' : 'false') : String(v));
+const POOL_QUERY_PREPARE = 1;
 
-function paramText(v, i) {
-  if (v === null || v === undefined) return null;
-  if (typeof v === 'string') return v;
-  if (typeof v === 'number' || typeof v === 'bigint' || typeof v === 'boolean') return String(v);
-  throw new TypeError(`query parameter ${i + 1}: a string, number, bigint, boolean or null, not ${typeof v}`);
+// The query options both query() and stream() take; throws a TypeError for bad ones.
+function queryArgs(sql, params, options, defaults) {
+  if (typeof sql !== 'string') throw new TypeError('sql must be a string');
+  if (!Array.isArray(params)) throw new TypeError('params must be an array');
+  if (options === null || typeof options !== 'object') throw new TypeError('options must be an object');
+  const flags = options.prepare ? POOL_QUERY_PREPARE : 0;
+  const parsers = types.parsersWith(defaults, options.parsers);
+  return { msg: { sql, params: params.map(types.param), flags }, parsers };
 }
+
+const optionText = (v) => (typeof v === 'boolean' ? (v ? 'true' : 'false') : String(v));
 
 function timeoutMs(timeout) {
   if (timeout === undefined || timeout === null || timeout === -1) return -1; // pool_timeout
@@ -43,8 +49,10 @@ function timeoutMs(timeout) {
 }
 
 class Connection {
-  constructor(thread) {
+  constructor(thread, parsers) {
     this._thread = thread; // the worker thread that holds this lease, until checkin
+    this._parsers = parsers; // the pool's, for every query
+    this._stream = null; // the stream open on this lease: closed before anything else runs
   }
 
   _call(msg) {
@@ -52,17 +60,63 @@ class Connection {
     return this._thread.call(msg).then(unwrap);
   }
 
-  /** Run one statement: params are text ($1.. for libpq, ? for ODBC); null is SQL NULL. */
-  query(sql, params = []) {
-    if (typeof sql !== 'string') return Promise.reject(new TypeError('sql must be a string'));
-    if (!Array.isArray(params)) return Promise.reject(new TypeError('params must be an array'));
-    let texts;
+  /**
+   * Run one statement (pool_query_params): $1.. for libpq, ? for ODBC. Parameters and
+   * values are converted as README.md's table says. options: {prepare: true} keeps the
+   * statement prepared on this connection (POOL_QUERY_PREPARE); {parsers: {...}} overrides
+   * the pool's converters for this query. Resolves with {rows, columns, types,
+   * backendTypes, affected}.
+   */
+  async query(sql, params = [], options = {}) {
+    const { msg, parsers } = queryArgs(sql, params, options, this._parsers);
+    if (this._stream) await this._stream.close();
+    return types.decode(await this._call({ op: 'query', ...msg }), parsers);
+  }
+
+  /**
+   * Run one statement and read its rows in pieces (pool_stream_*), so that a large result is
+   * never held whole: an async iterable of rows; with {pieces: true}, of pieces instead
+   * ({rows, columns, types, backendTypes, affected}, like query()'s, of at most maxRows
+   * rows; the first may have none). The next piece is fetched while the current one is
+   * used. Leaving the loop early (break, throw) closes the stream, which cancels the rest on
+   * the server. options: maxRows (default 1000), pieces, parsers; prepare is ignored (the
+   * C API does not prepare streams).
+   */
+  stream(sql, params = [], options = {}) {
+    const { msg, parsers } = queryArgs(sql, params, options, this._parsers);
+    const maxRows = options.maxRows === undefined ? 1000 : options.maxRows;
+    if (!Number.isSafeInteger(maxRows) || maxRows < 1) throw new TypeError('maxRows must be an integer >= 1');
+    return this._streamRows(msg, parsers, maxRows, Boolean(options.pieces));
+  }
+
+  async *_streamRows(msg, parsers, maxRows, pieces) {
+    if (this._stream) await this._stream.close();
+    await this._call({ op: 'streamOpen', ...msg, flags: 0 });
+    let closed = false;
+    const handle = {
+      close: () => {
+        if (closed) return Promise.resolve();
+        closed = true;
+        if (this._stream === handle) this._stream = null;
+        return this._call({ op: 'streamClose' });
+      },
+    };
+    this._stream = handle;
+    const next = () => this._call({ op: 'streamNext', maxRows });
     try {
-      texts = params.map(paramText);
-    } catch (e) {
-      return Promise.reject(e);
+      let pending = next();
+      for (;;) {
+        const packed = await pending;
+        if (packed === null) break;
+        pending = next(); // read ahead: the worker fetches while this piece is used
+        pending.catch(() => {}); // its error, if any, is thrown when it is awaited
+        const piece = types.decode(packed, parsers);
+        if (pieces) yield piece;
+        else yield* piece.rows;
+      }
+    } finally {
+      await handle.close();
     }
-    return this._call({ op: 'query', sql, params: texts });
   }
 
   /** pool_invalidate(): the connection is closed at checkin instead of reused. */
@@ -71,6 +125,7 @@ class Connection {
   }
 
   async _checkin() {
+    if (this._stream) await this._stream.close().catch(() => {}); // the worker closes it too
     const thread = this._thread;
     this._thread = null;
     try {
@@ -87,8 +142,10 @@ class Pool {
    * options: the C option names ({pool_size: 5, pool_pre_ping: true}); values become text.
    * checkoutThreads: at most this many checkouts run in the library at once, each on a thread
    * of its own; later ones wait their turn here, in order.
+   * parsers: {typeName: fn(text)} replaces the converters of those column types for every
+   * query ({int64: Number}, {timestamp: null} for the text itself); see README.md.
    */
-  constructor(conninfo, options = {}, { checkoutThreads = 4 } = {}) {
+  constructor(conninfo, options = {}, { checkoutThreads = 4, parsers } = {}) {
     if (typeof conninfo !== 'string') throw new TypeError('conninfo must be a string ("" for the PG* variables)');
     if (!Number.isInteger(checkoutThreads) || checkoutThreads < 1) throw new TypeError('checkoutThreads must be an integer >= 1');
     const keys = [];
@@ -102,6 +159,7 @@ class Pool {
     check(c.pool_create_params(out, conninfo, [...keys, null], [...values, null]));
     this._handle = out[0];
     this._checkoutThreads = checkoutThreads;
+    this._parsers = types.parsersWith(types.DEFAULT_PARSERS, parsers);
     this._queue = []; // checkouts waiting for their turn: {timeout, tag, since, resolve, reject, timer}
     this._running = 0; // checkouts running in the library
     this._inside = 0; // calls on the pool handle in flight (checkouts, reset)
@@ -166,7 +224,7 @@ class Pool {
       threads.release(thread);
       return req.reject(e);
     }
-    req.resolve(new Connection(thread));
+    req.resolve(new Connection(thread, this._parsers));
   }
 
   /**

@@ -6,8 +6,11 @@
 // runs every later call on it: queries, invalidate, checkin. Messages are handled in order.
 const { parentPort } = require('node:worker_threads');
 const c = require('./native');
+const { CODES } = require('./errors');
 
 let lease = null; // the pool_lease_t * this thread holds, as a BigInt
+let stream = null; // the pool_stream_t * open on that lease, if any
+let transfer = []; // ArrayBuffers the reply moves to the main thread instead of copying
 
 function failure(rc) {
   const message = c.pool_last_error();
@@ -19,27 +22,86 @@ function checked(rc, value) {
   return rc === 0 ? { ok: true, value } : failure(rc);
 }
 
-function query(sql, params) {
-  const out = [null];
-  const rc = c.pool_query(out, lease, sql, params.length, params);
-  if (rc !== 0) return failure(rc);
-  const res = out[0];
-  try {
-    const nrows = Number(c.pool_result_rows(res));
-    const ncols = c.pool_result_columns(res);
-    const columns = [];
-    for (let j = 0; j < ncols; j++) columns.push(c.pool_result_column_name(res, j));
-    const rows = new Array(nrows);
-    for (let i = 0; i < nrows; i++) {
-      const row = new Array(ncols);
-      for (let j = 0; j < ncols; j++) row[j] = c.pool_result_value(res, i, j);
-      rows[i] = row;
-    }
-    const affected = Number(c.pool_result_affected(res));
-    return { ok: true, value: { rows, columns, affected: affected < 0 ? null : affected } };
-  } finally {
-    c.pool_result_free(res);
+const EMPTY = Buffer.alloc(1); // a non-NULL pointer for an empty value (length 0)
+
+// The parameters as pool_param_t: {v, t} from the main thread, v a string, a Uint8Array
+// (bytea) or null, t a pool_type. Text is passed with its byte length, not NUL-terminated.
+function cParams(params) {
+  return params.map(({ v, t }) => {
+    if (v === null) return { value: null, length: -1, type: t };
+    const bytes = typeof v === 'string' ? Buffer.from(v, 'utf8') : v;
+    return { value: bytes.length > 0 ? bytes : EMPTY, length: bytes.length, type: t };
+  });
+}
+
+// One result as the main thread decodes it (lib/types.js): the names and types of its
+// columns, and all its values read with one pool_result_read() into one buffer, which is
+// transferred, not copied, to the main thread. Two calls for the values, whatever the size.
+function pack(res) {
+  const nrows = Number(c.pool_result_rows(res));
+  const ncols = c.pool_result_columns(res);
+  const columns = new Array(ncols);
+  const types = new Array(ncols);
+  const backendTypes = new Array(ncols);
+  const backend = [0];
+  for (let j = 0; j < ncols; j++) {
+    columns[j] = c.pool_result_column_name(res, j);
+    backend[0] = 0;
+    types[j] = c.pool_result_column_type(res, j, backend);
+    backendTypes[j] = Number(backend[0]);
   }
+  let buf = null;
+  let lengths = null;
+  if (nrows > 0 && ncols > 0) {
+    const needed = [0];
+    let rc = c.pool_result_read(res, 0, nrows, null, 0, null, needed);
+    if (rc !== 0 && rc !== CODES.POOL_ERANGE) return failure(rc);
+    buf = new ArrayBuffer(Number(needed[0]));
+    lengths = new ArrayBuffer(8 * nrows * ncols);
+    rc = c.pool_result_read(res, 0, nrows, new Uint8Array(buf), buf.byteLength, new Uint8Array(lengths), needed);
+    if (rc !== 0) return failure(rc);
+    transfer = [buf, lengths];
+  }
+  const affected = Number(c.pool_result_affected(res));
+  return { ok: true, value: { nrows, columns, types, backendTypes, buf, lengths, affected: affected < 0 ? null : affected } };
+}
+
+function query(sql, params, flags) {
+  const out = [null];
+  const rc = c.pool_query_params(out, lease, sql, params.length, cParams(params), flags);
+  if (rc !== 0) return failure(rc);
+  try {
+    return pack(out[0]);
+  } finally {
+    c.pool_result_free(out[0]);
+  }
+}
+
+function streamOpen(sql, params, flags) {
+  if (stream !== null) throw new Error('this thread has a stream open already');
+  const out = [null];
+  const rc = c.pool_stream_open(out, lease, sql, params.length, cParams(params), flags);
+  if (rc === 0) stream = out[0];
+  return checked(rc);
+}
+
+function streamNext(maxRows) {
+  if (stream === null) return { ok: true, value: null };
+  const out = [null];
+  const rc = c.pool_stream_next(out, stream, maxRows);
+  if (rc !== 0) return failure(rc);
+  if (out[0] === null) return { ok: true, value: null }; // every row was read
+  try {
+    return pack(out[0]);
+  } finally {
+    c.pool_result_free(out[0]);
+  }
+}
+
+function streamClose() {
+  const held = stream;
+  stream = null;
+  return held === null ? { ok: true } : checked(c.pool_stream_close(held));
 }
 
 const ops = {
@@ -50,9 +112,13 @@ const ops = {
     if (rc === 0) lease = out[0];
     return checked(rc);
   },
-  query: ({ sql, params }) => query(sql, params),
+  query: ({ sql, params, flags }) => query(sql, params, flags),
+  streamOpen: ({ sql, params, flags }) => streamOpen(sql, params, flags),
+  streamNext: ({ maxRows }) => streamNext(maxRows),
+  streamClose: () => streamClose(),
   invalidate: () => checked(c.pool_invalidate(lease)),
   checkin() {
+    if (stream !== null) streamClose(); // a stream left open: its rows are not wanted
     const held = lease;
     lease = null; // the handle is invalid after pool_checkin(), whatever it returns
     return checked(c.pool_checkin(held));
@@ -68,5 +134,7 @@ parentPort.on('message', (msg) => {
   } catch (e) {
     reply = { ok: false, thrown: String(e && e.stack || e) };
   }
-  parentPort.postMessage(reply);
+  const moved = transfer;
+  transfer = [];
+  parentPort.postMessage(reply, reply.ok ? moved : []);
 });

@@ -48,7 +48,7 @@ test('100 concurrent withConnection calls on a pool of 5, while a timer keeps fi
       pool.withConnection((c) => c.query('SELECT $1::int, pg_sleep(0.01)::text', [i]), { tag: `call:${i}` })));
     const elapsed = Date.now() - t0;
     clearInterval(timer);
-    results.forEach((r, i) => assert.deepStrictEqual(r.rows, [[String(i), '']]));
+    results.forEach((r, i) => assert.deepStrictEqual(r.rows, [[i, '']]));
     assert.ok(ticks > 5, `the timer fired ${ticks} times in ${elapsed} ms`);
     const st = pool.stats();
     assert.strictEqual(st.checkouts_total, 100);
@@ -122,7 +122,7 @@ test('close(): later calls fail with PoolClosedError; a connection still out kee
     assert.strictEqual(pool.close(), closed, 'close() is idempotent');
     assert.ok(pool.closed);
     await closed; // disposed with this lease still out
-    assert.deepStrictEqual((await c.query('SELECT 3')).rows, [['3']]);
+    assert.deepStrictEqual((await c.query('SELECT 3')).rows, [[3]]);
   });
   await assert.rejects(pool.withConnection(() => {}), (e) =>
     e instanceof connpool.PoolClosedError && e.code === -7 && e.codeName === 'POOL_ECLOSED');
@@ -173,9 +173,9 @@ test('calls one after another; bad arguments are TypeErrors', async () => {
   const pool = new connpool.Pool(CONNINFO, { pool_size: 1 });
   try {
     for (let i = 0; i < 20; i++) {
-      assert.strictEqual(await pool.withConnection(async (c) => (await c.query('SELECT $1::int * 2', [i])).rows[0][0]), String(2 * i));
+      assert.strictEqual(await pool.withConnection(async (c) => (await c.query('SELECT $1::int * 2', [i])).rows[0][0]), 2 * i);
     }
-    await assert.rejects(pool.withConnection((c) => c.query('SELECT $1', [{}])), TypeError);
+    await assert.rejects(pool.withConnection((c) => c.query('SELECT $1', [Symbol('x')])), TypeError);
     await assert.rejects(pool.withConnection(() => {}, { timeout: 'soon' }), TypeError);
   } finally {
     await pool.close();
