@@ -533,8 +533,9 @@ typedef struct pool_param {
     int64_t length;    /* bytes of value, or -1: NUL-terminated text */
     int type;          /* a pool_type: POOL_TYPE_BYTEA sends the bytes as binary data;
                           POOL_TYPE_UNKNOWN (0) sends text and lets the server infer its type;
-                          any other declares that type for the text (libpq: its OID; ODBC:
-                          its SQL type) */
+                          any other declares that type for the text (libpq: its OID, but
+                          an array is sent undeclared; ODBC: its SQL type for numbers, bool,
+                          date and timestamp, characters for the rest) */
 } pool_param_t;
 
 /* Flags of pool_query_params() and pool_stream_open(). */
@@ -565,7 +566,9 @@ CONNPOOL_API int pool_query_params(pool_result_t **out, pool_lease_t *lease, con
 
 /**
  * Streaming: a result read in pieces of at most `max_rows` rows, for results too big to hold
- * (libpq's single-row mode; ODBC fetches row by row). Memory stays that of one piece.
+ * (libpq's single-row mode; ODBC fetches row by row). Memory stays that of one piece
+ * (psqlODBC: only with UseDeclareFetch=1 in its connection string; by default it reads the
+ * whole result at execute, and pool_stream_open() reports the statement's errors).
  * pool_stream_open() sends the statement (parameters and flags as pool_query_params();
  * POOL_QUERY_PREPARE is ignored) and returns once it is sent: errors of the statement itself
  * come from pool_stream_next(). While a stream is open its lease runs nothing else: pool_query()

@@ -8,7 +8,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 grep -Ev '^[[:space:]]*(#|$|\[)' "$exports" | sort > "$tmp/listed"
 nm -D --defined-only "$lib" | awk '$2 == "T" { sub(/@.*/, "", $3); print $3 }' | sort > "$tmp/exported"
-sed -n 's/^CONNPOOL_API [^(]*[ *]\(pool_[a-z_]*\)(.*/\1/p' "$header" | sort > "$tmp/declared"
+sed -n 's/^CONNPOOL_API [^(]*[ *]\(pool_[a-z0-9_]*\)(.*/\1/p' "$header" | sort > "$tmp/declared"
 status=0
 if ! diff -u "$tmp/listed" "$tmp/exported"; then
     echo "check-abi: exported symbols differ from $exports" >&2; status=1
