@@ -193,8 +193,7 @@ int hand_out(pool_result_t **out, std::unique_ptr<connpool::result> r) {
 }
 
 bool in_range(const pool_result_t *result, int64_t row, int column) {
-  return result && row >= 0 && row < result->r->rows() && column >= 0 &&
-         column < result->r->columns();
+  return result && connpool::holds_cell(*result->r, row, column);
 }
 
 // A typed getter's frame: arguments checked, the value read, errors as codes.

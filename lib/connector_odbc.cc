@@ -569,11 +569,10 @@ class odbc_stream final : public row_stream {
   ~odbc_stream() override { stmt_.release(); }  // NOLINT: deliberately leaked (see above)
 
   std::unique_ptr<result> next(int64_t max_rows, clock::time_point) override {
-    if (ended_ && given_) return nullptr;
+    if (ended_) return nullptr;  // only after a piece: the first fetch sets it
     statement_scope scope(owner_.serialised_);
     std::unique_ptr<odbc_result> piece =
-        ended_ ? std::make_unique<odbc_result>(cols_, -1)
-               : owner_.fetch(dbc_, stmt_.get(), cols_, max_rows, &ended_);
+        owner_.fetch(dbc_, stmt_.get(), cols_, max_rows, &ended_);
     if (piece->rows() == 0 && given_) return nullptr;
     given_ = true;
     return piece;

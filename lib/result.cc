@@ -87,7 +87,7 @@ void check_param(size_t i, const pool_param_t &p) {
 }
 
 void check_cell(const result &r, int64_t row, int column) {
-  if (row < 0 || row >= r.rows() || column < 0 || column >= r.columns())
+  if (!holds_cell(r, row, column))
     throw error(POOL_ERANGE, "row " + std::to_string(row) + ", column " +
                                  std::to_string(column) + " is out of range (the result has " +
                                  std::to_string(r.rows()) + " rows of " +

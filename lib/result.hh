@@ -77,7 +77,10 @@ void check_param(size_t i, const pool_param_t &p);
 
 // The C API's reads of any result (result.cc). Each throws POOL_ERANGE for a cell out of
 // range and POOL_ETYPE for a NULL or a value of another type.
-void check_cell(const result &r, int64_t row, int column);
+inline bool holds_cell(const result &r, int64_t row, int column) noexcept {
+  return row >= 0 && row < r.rows() && column >= 0 && column < r.columns();
+}
+void check_cell(const result &r, int64_t row, int column);  // POOL_ERANGE unless it holds it
 int64_t int64_at(const result &r, int64_t row, int column);
 double double_at(const result &r, int64_t row, int column);
 bool bool_at(const result &r, int64_t row, int column);

@@ -466,6 +466,26 @@ static const char *series_sql(const struct ctx *c, int n) {
     return sql;
 }
 
+/* Reads a stream of series_sql() to its end in pieces of at most max_rows (at least one row
+ * each), checking that its rows continue the series after `seen`: returns the last g, and
+ * the pieces in *pieces. */
+static int64_t read_series(pool_stream_t *s, int64_t max_rows, int64_t seen, int64_t *pieces) {
+    for (;;) {
+        pool_result_t *piece = NULL;
+        assert_ok(pool_stream_next(&piece, s, max_rows));
+        if (!piece) return seen;
+        (*pieces)++;
+        assert_int_equal(pool_result_columns(piece), 2);
+        assert_true(pool_result_rows(piece) >= 1 && pool_result_rows(piece) <= max_rows);
+        for (int64_t r = 0; r < pool_result_rows(piece); r++) {
+            int64_t g = 0;
+            assert_ok(pool_result_int64(piece, r, 0, &g));
+            assert_int_equal(g, ++seen);
+        }
+        pool_result_free(piece);
+    }
+}
+
 /* Every row comes, in order, in pieces of at most max_rows; then NULL. An empty result gives
  * one piece with its columns and no rows. */
 static void a_stream_gives_every_row_in_pieces(void **state) {
@@ -474,22 +494,9 @@ static void a_stream_gives_every_row_in_pieces(void **state) {
     pool_t *pool = make_pool(&c, "pool_size=1");
     pool_lease_t *lease = checkout(pool);
     pool_stream_t *s = open_stream(&c, lease, series_sql(&c, 2500));
-    int64_t seen = 0, pieces = 0;
     pool_result_t *piece = NULL;
     assert_int_equal(pool_stream_next(&piece, s, 0), POOL_EINVAL);
-    for (;;) {
-        assert_ok(pool_stream_next(&piece, s, 1000));
-        if (!piece) break;
-        pieces++;
-        assert_int_equal(pool_result_columns(piece), 2);
-        assert_true(pool_result_rows(piece) >= 1 && pool_result_rows(piece) <= 1000);
-        for (int64_t r = 0; r < pool_result_rows(piece); r++) {
-            int64_t g = 0;
-            assert_ok(pool_result_int64(piece, r, 0, &g));
-            assert_int_equal(g, ++seen);
-        }
-        pool_result_free(piece);
-    }
+    int64_t pieces = 0, seen = read_series(s, 1000, 0, &pieces);
     assert_int_equal(seen, 2500);
     assert_int_equal(pieces, 3);
     assert_ok(pool_stream_next(&piece, s, 10)); /* the end stays the end */
@@ -646,14 +653,9 @@ static void a_child_closing_an_inherited_stream_leaves_the_parents_alone(void **
     struct inherited in = {s, lease};
     struct outcome o = run_child(VIA_FORK, close_inherited, &in, END__EXIT);
     assert_child_ok(&o, "closing the inherited stream");
-    while (pool_stream_next(&piece, s, 1000) == POOL_OK && piece) {
-        for (int64_t r = 0; r < pool_result_rows(piece); r++) {
-            int64_t g = 0;
-            assert_ok(pool_result_int64(piece, r, 0, &g));
-            assert_int_equal(g, ++seen);
-        }
-        pool_result_free(piece);
-    }
+    int64_t pieces = 0;
+    seen = read_series(s, 1000, seen, &pieces);
+    assert_int_equal(pieces, 2);
     assert_int_equal(seen, 3000);
     assert_ok(pool_stream_close(s));
     assert_ok(pool_checkin(lease));
