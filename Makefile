@@ -86,7 +86,7 @@ $(B)/connpool.pc: pkgconfig/connpool.pc.in include/connpool.h Makefile
 
 # ---------------------------------------------------------------- tests
 TESTS := test_options test_pool test_pq test_fork test_dlclose_fork test_odbc test_lifecycle test_health test_query \
-	test_security test_pgbouncer test_failover test_faults test_pool_timeout test_hotpath test_types
+	test_security test_pgbouncer test_failover test_faults test_pool_timeout test_hotpath test_types test_async
 TEST_BINS := $(TESTS:%=$(B)/tests/%)
 # The parsers' fuzz targets (tests/fuzz/): make fuzz runs them, make check replays their corpus.
 FUZZ_TARGETS := fuzz_options fuzz_conninfo fuzz_scrub
@@ -95,7 +95,8 @@ $(B)/tests/%.o: tests/%.c
 	@mkdir -p $(@D)
 	$(CC) $(TEST_CFLAGS) -c -o $@ $<
 
-TEST_HELPERS := $(B)/tests/util.o $(B)/tests/child.o $(B)/tests/faultproxy.o $(B)/tests/backends.o
+TEST_HELPERS := $(B)/tests/util.o $(B)/tests/child.o $(B)/tests/faultproxy.o $(B)/tests/backends.o \
+	$(B)/tests/fake_connector.o
 $(B)/tests/test_%: $(B)/tests/test_%.o $(TEST_HELPERS) $(B)/libconnpool.so
 	$(CC) -o $@ $< $(TEST_HELPERS) $(TEST_LDFLAGS) -lconnpool $(CMOCKA_LIBS) $(PQ_LIBS) $(ODBC_LIBS) -pthread
 

@@ -591,6 +591,79 @@ CONNPOOL_API int pool_stream_open(pool_stream_t **out, pool_lease_t *lease, cons
 CONNPOOL_API int pool_stream_next(pool_result_t **out, pool_stream_t *stream, int64_t max_rows);
 CONNPOOL_API int pool_stream_close(pool_stream_t *stream);
 
+/* ---------------------------------------------------------------- asynchronous requests (since 1.2) */
+
+/*
+ * For event loops (asyncio, Node, Rust futures, epoll servers): a checkout or a statement that
+ * never blocks the calling thread. A *_start call returns at once with a request; the
+ * request's fd becomes readable when it is done; the finishing call (pool_request_lease(),
+ * pool_request_result()) returns exactly what the blocking call would have returned (code,
+ * message, SQLSTATE) and ends the request.
+ *
+ * Where the waiting happens: nowhere, for a checkout that waits for a connection: it is a
+ * place in the pool's one queue, served in the same order and by the same rule as blocking
+ * checkouts (no thread per waiting request: a thousand of them on a pool of ten hold no
+ * thread). What blocks runs on threads the library starts and stops itself: a connect
+ * (including the DNS lookup, which no driver can make without blocking), a pre-ping, the
+ * on_checkout hook, and each statement, one thread per statement in flight. So there are at
+ * most as many such threads as connections, for every connector alike (libpq, ODBC, custom).
+ *
+ * Cancellation (pool_request_cancel()) ends a request at once and loses nothing: a checkout
+ * that was handed a connection, or whose connect was in flight, gives the connection back to
+ * the pool (the next waiter gets it; it is neither closed nor leaked); a statement is
+ * cancelled on the server (libpq; with ODBC and custom connectors it runs to its end) and the
+ * lease stays usable: until the statement has ended there, pool_query() waits for it,
+ * pool_query_start() runs after it, and a pool_checkin() is carried out when it has.
+ *
+ * While a statement request runs, its lease runs nothing else: pool_query(), streams,
+ * pool_invalidate() and pool_checkin() fail with POOL_ESTATE.
+ *
+ * Fork: in a child process, a request started in the parent is done at once and its
+ * finishing call returns POOL_EFORKED.
+ */
+typedef struct pool_request_s pool_request_t; /* one pending operation */
+
+/**
+ * Starts a checkout: as pool_checkout_tagged() (timeout_ms -1 for pool_timeout, 0 not to
+ * wait), without blocking. Returns POOL_OK and stores the request in *out; errors of the
+ * checkout itself (timeout, connect failure, a disposed pool) come from pool_request_lease().
+ * Errors here: POOL_EINVAL (NULL out or pool), POOL_ENOMEM. Thread-safety: any thread.
+ */
+CONNPOOL_API int pool_checkout_start(pool_request_t **out, pool_t *pool, int64_t timeout_ms,
+                                     const char *tag);
+/**
+ * Starts a statement on a lease: as pool_query() / pool_query_params() (the SQL and the
+ * parameters are copied: they may be freed on return). Errors here: as pool_query() for the
+ * arguments and the lease (POOL_EINVAL, POOL_ESTATE: not checked out, a stream open, a request
+ * running on it already; POOL_EFORKED); the statement's own come from pool_request_result().
+ * Thread-safety: the lease's thread.
+ */
+CONNPOOL_API int pool_query_start(pool_request_t **out, pool_lease_t *lease, const char *sql,
+                                  int nparams, const char *const *params);
+CONNPOOL_API int pool_query_params_start(pool_request_t **out, pool_lease_t *lease,
+                                         const char *sql, int nparams,
+                                         const pool_param_t *params, int flags);
+/** A file descriptor that becomes readable (POLLIN) once the request is done, for poll(),
+ *  epoll or an event loop; owned by the request (do not close or read it), made on the first
+ *  call. -1 (errno set) if none can be made, or for a NULL request. */
+CONNPOOL_API int pool_request_fd(const pool_request_t *request);
+/** 1 once the request is done (its finishing call will not say POOL_ESTATE), 0 while it is
+ *  pending, -1 for NULL. */
+CONNPOOL_API int pool_request_done(const pool_request_t *request);
+/**
+ * Ends a done checkout request: POOL_OK and the lease in *out, or the checkout's error
+ * (*out NULL). A request still pending gets POOL_ESTATE and is not ended. POOL_EINVAL: NULL,
+ * or a statement request.
+ */
+CONNPOOL_API int pool_request_lease(pool_lease_t **out, pool_request_t *request);
+/** Ends a done statement request: POOL_OK and the result in *out (free it with
+ *  pool_result_free()), or the statement's error as pool_query() returns it. Pending:
+ *  POOL_ESTATE, not ended. POOL_EINVAL: NULL, or a checkout request. */
+CONNPOOL_API int pool_request_result(pool_result_t **out, pool_request_t *request);
+/** Ends a request, pending or done, whose outcome is not wanted (see Cancellation above): a
+ *  lease it obtained is checked in, a result freed. NULL is a no-op. Returns POOL_OK. */
+CONNPOOL_API int pool_request_cancel(pool_request_t *request);
+
 /* ---------------------------------------------------------------- lifecycle and hooks */
 
 /**

@@ -2,13 +2,16 @@
 // exception ever crosses into the caller.
 #include "connpool.h"
 
+#include <cerrno>
 #include <cstring>
 #include <string>
 #include <memory>
 #include <vector>
 
+#include "async_requests.hh"
 #include "connector.hh"
 #include "error.hh"
+#include "fork.hh"
 #include "metrics.hh"
 #include "options.hh"
 #include "pool.hh"
@@ -362,6 +365,136 @@ int pool_stream_close(pool_stream_t *stream) {
 }
 
 const char *pool_last_sqlstate(void) { return connpool::last_sqlstate(); }
+
+// ---------------------------------------------------------------- asynchronous requests
+
+int pool_checkout_start(pool_request_t **out, pool_t *pool, int64_t timeout_ms,
+                        const char *tag) {
+  connpool::clear_error();
+  if (!out) return connpool::set_error(POOL_EINVAL, "out is NULL");
+  *out = nullptr;
+  return guard([&] {
+    *out = live_pool(pool)->checkout_start(timeout_ms, tag)->handle();
+    return POOL_OK;
+  });
+}
+
+int pool_query_start(pool_request_t **out, pool_lease_t *lease, const char *sql, int nparams,
+                     const char *const *params) {
+  connpool::clear_error();
+  if (!out) return connpool::set_error(POOL_EINVAL, "out is NULL");
+  *out = nullptr;
+  return guard([&] {
+    statement_args args(sql, nparams, params);
+    *out = connpool::pool::query_start(lease, sql, nparams, args.st.params, 0)->handle();
+    return POOL_OK;
+  });
+}
+
+int pool_query_params_start(pool_request_t **out, pool_lease_t *lease, const char *sql,
+                            int nparams, const pool_param_t *params, int flags) {
+  connpool::clear_error();
+  if (!out) return connpool::set_error(POOL_EINVAL, "out is NULL");
+  *out = nullptr;
+  return guard([&] {
+    statement_args args(sql, nparams, params, flags);
+    *out = connpool::pool::query_start(lease, sql, nparams, params, flags)->handle();
+    return POOL_OK;
+  });
+}
+
+int pool_request_fd(const pool_request_t *request) {
+  connpool::clear_error();
+  if (!request) {
+    errno = EINVAL;
+    return -1;
+  }
+  try {
+    return connpool::request::of_handle(request)->fd();
+  } catch (...) {
+    errno = EINVAL;
+    return -1;
+  }
+}
+
+int pool_request_done(const pool_request_t *request) {
+  connpool::clear_error();
+  try {
+    return connpool::request::of_handle(request)->done() ? 1 : 0;
+  } catch (...) {
+    return -1;
+  }
+}
+
+namespace {
+
+// The request a finishing call may end: of kind k, else POOL_EINVAL.
+connpool::request *request_of(pool_request_t *handle, connpool::request::kind k) {
+  connpool::request *r = connpool::request::of_handle(handle);
+  if (r->what != k)
+    throw connpool::error(POOL_EINVAL, k == connpool::request::kind::checkout
+                                           ? "not a checkout request (use pool_request_result)"
+                                           : "not a statement request (use pool_request_lease)");
+  return r;
+}
+
+// Ends the caller's hold on r (after the finishing call took the outcome). In a child after
+// fork, no thread of this process refers to a parent's request: it is freed now.
+void end_request(connpool::request *r) {
+  if (r->generation != connpool::fork_guard::generation()) delete r;
+  else r->unref();
+}
+
+}  // namespace
+
+int pool_request_lease(pool_lease_t **out, pool_request_t *request) {
+  connpool::clear_error();
+  if (!out) return connpool::set_error(POOL_EINVAL, "out is NULL");
+  *out = nullptr;
+  return guard([&] {
+    connpool::request *r = request_of(request, connpool::request::kind::checkout);
+    int rc = r->take_lease(out);
+    if (rc != POOL_ESTATE || r->done()) end_request(r);
+    return rc;
+  });
+}
+
+int pool_request_result(pool_result_t **out, pool_request_t *request) {
+  connpool::clear_error();
+  if (!out) return connpool::set_error(POOL_EINVAL, "out is NULL");
+  *out = nullptr;
+  return guard([&] {
+    connpool::request *r = request_of(request, connpool::request::kind::query);
+    std::unique_ptr<connpool::result> res;
+    int rc = r->take_result(&res);
+    if (rc != POOL_ESTATE || r->done()) end_request(r);
+    return rc == POOL_OK ? hand_out(out, std::move(res)) : rc;
+  });
+}
+
+int pool_request_cancel(pool_request_t *request) {
+  connpool::clear_error();
+  if (!request) return POOL_OK;
+  return guard([&] {
+    connpool::request *r = connpool::request::of_handle(request);
+    if (r->generation != connpool::fork_guard::generation()) {
+      delete r;  // the parent's: nothing of it is touched
+      return POOL_OK;
+    }
+    if (r->cancel()) {  // pending: whoever completes it disposes of the outcome
+      if (r->what == connpool::request::kind::checkout)
+        connpool::pool::checkout_cancelled(*static_cast<connpool::checkout_request *>(r));
+      else
+        connpool::pool::query_cancelled(*static_cast<connpool::query_request *>(r));
+    } else if (r->what == connpool::request::kind::checkout) {  // done: the outcome is ours
+      pool_lease_t *lease = nullptr;
+      if (r->take_lease(&lease) == POOL_OK && lease) pool_checkin(lease);
+    }  // a result is freed with the request
+    r->unref();
+    connpool::clear_error();
+    return POOL_OK;
+  });
+}
 
 int pool_reset(pool_t *pool) {
   connpool::clear_error();

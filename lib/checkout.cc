@@ -23,10 +23,62 @@ int64_t micros_between(clock::time_point from, clock::time_point to) {
 
 }  // namespace
 
-pool_lease_t *pool::checkout(int64_t timeout_ms, const char *tag) {
+double pool::checkout_timeout_s(int64_t timeout_ms) const {
   // Capped at about three years, far inside the clock's range.
   double timeout_s = timeout_ms < 0 ? opts_.pool_timeout_s : double(timeout_ms) / 1000.0;
-  timeout_s = std::min(timeout_s, 1e8);
+  return std::min(timeout_s, 1e8);
+}
+
+pool::ping_need pool::ping_needed(lease *l) noexcept {
+  if (l->fresh || !opts_.pre_ping) return ping_need::none;
+  // Something unsolicited on an idle connection is never taken as a sign of life.
+  liveness seen = connector_->looks_alive(l->handle);
+  if (seen == liveness::dead) return ping_need::dead;
+  if (seen == liveness::unsure ||
+      coarse_now() - l->idle_since >= seconds(opts_.pre_ping_interval_s))
+    return ping_need::ping;
+  return ping_need::none;
+}
+
+close_reason pool::vet(lease *l, ping_need need, clock::time_point deadline, int &rejections) {
+  close_reason why = close_reason::none;
+  if (need == ping_need::dead) why = close_reason::dead;
+  if (need == ping_need::ping) {
+    pings_total_.fetch_add(1, std::memory_order_relaxed);
+    if (!connector_->ping(l->handle,
+                          std::min(deadline, clock::now() + seconds(opts_.ping_timeout_s))))
+      why = close_reason::dead;
+  }
+  l->fresh = false;
+  if (why == close_reason::none && hooks_.on_checkout &&
+      hooks_.on_checkout(l->native, hooks_.user_data) != 0) {
+    why = close_reason::invalidated;
+    rejections++;
+  }
+  return why;
+}
+
+void pool::check_retry(close_reason why, int rejections, clock::time_point deadline,
+                       double io_s) const {
+  // A ping that used up the deadline leaves no time to open another connection: starting
+  // one anyway would only fail as a "connect timed out after 0.00 s", count as a connect
+  // failure (feeding fail-fast though no connect was refused) and touch the server for
+  // nothing.
+  if (why == close_reason::dead && clock::now() >= deadline) {
+    char msg[256];
+    std::snprintf(msg, sizeof msg,
+                  "no live connection within the timeout: pool_pre_ping found the connection "
+                  "dead (no answer before the checkout's deadline, %.2f s) and no time was "
+                  "left to open another",
+                  io_s);
+    throw error(POOL_ETIMEDOUT, msg);
+  }
+  if (rejections >= max_hook_rejections)
+    throw error(POOL_ECONNECT, "the on_checkout hook rejected 3 connections in a row");
+}
+
+pool_lease_t *pool::checkout(int64_t timeout_ms, const char *tag) {
+  double timeout_s = checkout_timeout_s(timeout_ms);
   // The deadline of this checkout's own I/O: its timeout, or if it may not wait at all,
   // pool_timeout (30 s when that is 0 too).
   double io_s = timeout_s > 0 ? timeout_s : opts_.io_bound_s();
@@ -42,53 +94,26 @@ pool_lease_t *pool::checkout(int64_t timeout_ms, const char *tag) {
       l = acquire_locked(lock, timeout_s, deadline, tag, to_close, inside);
       why = close_reason::none;
     }
-    if (why == close_reason::none && !l->fresh && opts_.pre_ping) {
-      // Something unsolicited on an idle connection is never taken as a sign of life.
-      liveness seen = connector_->looks_alive(l->handle);
-      bool alive = seen != liveness::dead;
-      if (alive && (seen == liveness::unsure ||
-                    coarse_now() - l->idle_since >= seconds(opts_.pre_ping_interval_s))) {
-        pings_total_.fetch_add(1, std::memory_order_relaxed);
-        alive = connector_->ping(
-            l->handle, std::min(deadline.get(), clock::now() + seconds(opts_.ping_timeout_s)));
-      }
-      if (!alive) why = close_reason::dead;
-    }
-    l->fresh = false;
-    if (why == close_reason::none && hooks_.on_checkout &&
-        hooks_.on_checkout(l->native, hooks_.user_data) != 0) {
-      why = close_reason::invalidated;
-      rejections++;
+    if (why == close_reason::none) {
+      ping_need need = ping_needed(l);
+      why = vet(l, need, need == ping_need::ping ? deadline.get() : clock::time_point{},
+                rejections);
     }
     if (why == close_reason::none) return encode(l);
     give_back(l, why, true, true);
     l = nullptr;
     inside = true;
-    // Leaving with an error: this thread no longer counts as inside, so the pool may be freed
-    // by release_if(): nothing of it may be touched after leave().
-    auto leave = [&](bool timed_out) {
+    try {
+      check_retry(why, rejections, why == close_reason::dead ? deadline.get() : clock::time_point::max(),
+                  io_s);
+    } catch (const error &e) {
+      // Leaving with an error: this thread no longer counts as inside, so the pool may be
+      // freed by release_if(): nothing of it may be touched after.
       lock.lock();
       inside_--;
-      if (timed_out) timeouts_total_++;
+      if (e.code() == POOL_ETIMEDOUT) timeouts_total_++;
       release_if(lock, releasable());
-    };
-    // A ping that used up the deadline leaves no time to open another connection: starting
-    // one anyway would only fail as a "connect timed out after 0.00 s", count as a connect
-    // failure (feeding fail-fast though no connect was refused) and touch the server for
-    // nothing.
-    if (why == close_reason::dead && clock::now() >= deadline.get()) {
-      char msg[256];
-      std::snprintf(msg, sizeof msg,
-                    "no live connection within the timeout: pool_pre_ping found the connection "
-                    "dead (no answer before the checkout's deadline, %.2f s) and no time was "
-                    "left to open another",
-                    io_s);
-      leave(true);
-      throw error(POOL_ETIMEDOUT, msg);
-    }
-    if (rejections >= max_hook_rejections) {
-      leave(false);
-      throw error(POOL_ECONNECT, "the on_checkout hook rejected 3 connections in a row");
+      throw;
     }
   }
 }
@@ -109,29 +134,31 @@ lease *pool::acquire_locked(lock_t &lock, double timeout_s, lazy_deadline &deadl
       release_if(lock, releasable());
       throw error(POOL_ECLOSED, "pool is disposed");
     }
-    started_ = true;
-    if (!maint_running_ && opts_.needs_maintenance() && coarse_now() >= maint_retry_at_) {
-      // A checkout does not need the maintenance thread: without it the pool only loses
-      // min_idle, idle_timeout and leak reports until a later checkout (a second on) starts it.
-      int rc = start_maintenance();
-      if (rc != 0) {
-        maint_retry_at_ = coarse_now() + std::chrono::seconds(1);
-        if (!maint_start_warned_) {
-          maint_start_warned_ = true;
-          inside_++;  // logged outside the lock; the loop's top uncounts it and looks again
-          inside = true;
-          lock.unlock();
-          log(POOL_LOG_WARN,
-              "could not start the pool's maintenance thread (%s): checkouts go on without it "
-              "(no min_idle, idle_timeout or leak reports) and retry it at most once a second",
-              std::strerror(rc));
-          lock.lock();
-          continue;
-        }
-      }
-    }
+    if (first_use(lock)) continue;  // the lock was released: look again
     return acquire(lock, timeout_s, deadline, tag, to_close);  // returns unlocked
   }
+}
+
+bool pool::first_use(lock_t &lock) {
+  started_ = true;
+  if (maint_running_ || !opts_.needs_maintenance() || coarse_now() < maint_retry_at_)
+    return false;
+  // A checkout does not need the maintenance thread: without it the pool only loses
+  // min_idle, idle_timeout and leak reports until a later checkout (a second on) starts it.
+  int rc = start_maintenance();
+  if (rc == 0) return false;
+  maint_retry_at_ = coarse_now() + std::chrono::seconds(1);
+  if (maint_start_warned_) return false;
+  maint_start_warned_ = true;
+  inside_++;  // logged outside the lock
+  lock.unlock();
+  log(POOL_LOG_WARN,
+      "could not start the pool's maintenance thread (%s): checkouts go on without it "
+      "(no min_idle, idle_timeout or leak reports) and retry it at most once a second",
+      std::strerror(rc));
+  lock.lock();
+  inside_--;
+  return true;
 }
 
 // With mu_ held; returns a lease lent to this thread with mu_ released, or throws with mu_
@@ -168,70 +195,26 @@ lease *pool::acquire(lock_t &lock, double timeout_s, lazy_deadline &deadline, co
     opening_++;
     inside_++;
     lock.unlock();
-    return open_for_checkout(deadline.get(), tag);
+    return open_for_checkout(deadline.get(), tag, holder_thread(), pthread_self());
   }
 
-  if (timeout_s <= 0) throw_timeout(timeout_s);
-  if (opts_.max_waiting >= 0 && waiters_.size() >= opts_.max_waiting) {
-    rejected_total_++;
-    throw error(POOL_ETOOMANYWAITERS,
-                "max_waiting " + std::to_string(opts_.max_waiting) +
-                    " threads are waiting for a connection already; not queued");
-  }
+  check_may_queue(timeout_s);
   clock::time_point until = deadline.get();  // timeout_s > 0 here: the queue's own deadline
 
   waiter w;
-  w.tag = tag;
-  w.thread = holder_thread();
-  w.since = clock::now();
-  // With room for an overflow connection, it opens one if none came back by then (at once
-  // if its own deadline comes first).
-  clock::duration first = has_capacity() ? overflow_wait() : no_overflow_rule;
-  if (first >= clock::duration::zero())
-    w.open_at = w.since + first < until ? w.since + first : w.since;
-  waiters_.push_back(&w);
-  collect_parked();  // after the push, which stops parking (parked.cc)
+  enqueue(w, tag, holder_thread(), until);
   inside_++;
   // Leaving: every post owed to w lands before w's memory goes (wait_queue.hh).
-  auto settle = [&w](uint32_t owed) { w.signal.wait_for_count(owed); };
+  auto settle = [&w] { w.signal.wait_for_count(w.owed.load(std::memory_order_relaxed)); };
   for (;;) {
-    if (w.done()) break;
     clock::time_point now = clock::now();
-    // Idle connections while waiters wait (a thread took none back, or one came due): served
-    // in the queue's order, this waiter when its turn comes. Others are posted under the
-    // lock: a rare path.
-    while (!idle_.empty() && !waiters_.empty() && (waiters_.front() == &w || handoff_due(now))) {
-      lease *l = take_usable_idle(coarse_now(), to_close);
-      if (!l) break;
-      waiter *first = waiters_.front();
-      hand_over(l, first, now, first != &w);
-      if (first != &w) first->signal.post();
-    }
-    // Left idle for a head that is not due (this waiter was served before it): it must
-    // watch them. (At the head itself, this waiter took what was idle.)
-    if (waiters_.front() != &w)
-      if (waiter *next = head_to_watch()) next->signal.post();
-    if (!w.done() && now >= w.open_at) {  // nothing came back in time
-      w.open_at = clock::time_point::max();  // once: a slot freed later is granted in order
-      if (has_capacity()) {
-        waiters_.unlink(&w);
-        w.may_open = true;
-        opening_++;
-        if (waiter *next = head_to_watch()) next->signal.post();
-      }
-    }
+    clock::time_point wake_at = look_for_connection(w, now, until, to_close);
     if (w.done() || now >= until) break;
-    // Asleep until posted, or, at the head of the queue, until it comes due: then it looks
-    // at the idle connections itself (no connection stays idle past that while it waits).
-    // Only the head needs the timer: it is the oldest, the first to come due.
-    clock::time_point due = w.since + handoff_after_;
-    w.watching = waiters_.front() == &w && now < due;
-    clock::time_point wake_at = std::min(w.watching ? std::min(until, due) : until, w.open_at);
     uint32_t seen = w.signal.seen();
     lock.unlock();
     w.signal.wait(seen, wake_at);
     if (lease *l = w.handed.load(std::memory_order_acquire)) {  // lent by hand_over()
-      settle(w.owed.load(std::memory_order_relaxed));
+      settle();
       // Expired idle connections met on the way: this lease keeps the pool alive.
       for (void *handle : to_close) close_now(handle);
       to_close.clear();
@@ -240,50 +223,112 @@ lease *pool::acquire(lock_t &lock, double timeout_s, lazy_deadline &deadline, co
     lock.lock();
     w.watching = w.woken = false;  // awake: it looks now, and arms its timer again if it sleeps
   }
+  wait_end end;
+  try {
+    end = end_wait(w, until);
+  } catch (...) {  // failing fast: the slot it was granted is passed on
+    inside_--;
+    lock.unlock();  // not closed: no release
+    settle();
+    throw;
+  }
+  switch (end) {
+    case wait_end::handed: {  // inside_ uncounted by hand_over()
+      lease *l = w.handed.load(std::memory_order_relaxed);
+      if (!to_close.empty()) close_unlocked(lock, to_close);
+      lock.unlock();
+      settle();
+      return l;
+    }
+    case wait_end::open:
+      lock.unlock();
+      settle();
+      return open_for_checkout(until, tag, w.thread, w.self);
+    case wait_end::closed:
+      release_if(lock, leave_and_check_release());
+      settle();
+      throw error(POOL_ECLOSED, "pool was disposed while waiting for a connection");
+    case wait_end::timed_out:
+      break;
+  }
+  inside_--;
+  try {
+    throw_timeout(timeout_s);
+  } catch (...) {
+    lock.unlock();
+    settle();
+    throw;
+  }
+}
+
+void pool::enqueue(waiter &w, const char *tag, pid_t thread, clock::time_point until) {
+  w.tag = tag;
+  w.thread = thread;
+  w.since = clock::now();
+  // With room for an overflow connection, it opens one if none came back by then (at once
+  // if its own deadline comes first).
+  clock::duration first = has_capacity() ? overflow_wait() : no_overflow_rule;
+  if (first >= clock::duration::zero())
+    w.open_at = w.since + first < until ? w.since + first : w.since;
+  waiters_.push_back(&w);
+  collect_parked();  // after the push, which stops parking (parked.cc)
+}
+
+clock::time_point pool::look_for_connection(waiter &w, clock::time_point now,
+                                            clock::time_point until, handles &to_close) {
+  if (w.done()) return now;
+  // Idle connections while waiters wait (a thread took none back, or one came due): served
+  // in the queue's order, this waiter when its turn comes. Others are posted under the
+  // lock: a rare path.
+  while (!idle_.empty() && !waiters_.empty() && (waiters_.front() == &w || handoff_due(now))) {
+    lease *l = take_usable_idle(coarse_now(), to_close);
+    if (!l) break;
+    waiter *first = waiters_.front();
+    hand_over(l, first, now, first != &w);
+    if (first != &w) wait_queue::post(first);
+  }
+  // Left idle for a head that is not due (this waiter was served before it): it must
+  // watch them. (At the head itself, this waiter took what was idle.)
+  if (waiters_.front() != &w)
+    if (waiter *next = head_to_watch()) wait_queue::post(next);
+  if (!w.done() && now >= w.open_at) {  // nothing came back in time
+    w.open_at = clock::time_point::max();  // once: a slot freed later is granted in order
+    if (has_capacity()) {
+      waiters_.unlink(&w);
+      w.may_open = true;
+      opening_++;
+      if (waiter *next = head_to_watch()) wait_queue::post(next);
+    }
+  }
+  // Asleep until posted, or, at the head of the queue, until it comes due: then it looks
+  // at the idle connections itself (no connection stays idle past that while it waits).
+  // Only the head needs the timer: it is the oldest, the first to come due.
+  clock::time_point due = w.since + handoff_after_;
+  w.watching = waiters_.front() == &w && now < due;
+  return std::min(w.watching ? std::min(until, due) : until, w.open_at);
+}
+
+pool::wait_end pool::end_wait(waiter &w, clock::time_point until) {
   if (w.linked) waiters_.unlink(&w);
   // Leaving with connections idle (it timed out): the next waiter watches them.
-  if (waiter *next = head_to_watch()) next->signal.post();
-  uint32_t owed = w.owed.load(std::memory_order_relaxed);
-  if (lease *l = w.handed.load(std::memory_order_relaxed)) {  // inside_ uncounted by hand_over()
-    if (!to_close.empty()) close_unlocked(lock, to_close);
-    lock.unlock();
-    settle(owed);
-    return l;
-  }
+  if (waiter *next = head_to_watch()) wait_queue::post(next);
+  if (w.handed.load(std::memory_order_relaxed)) return wait_end::handed;
+  record_wait(micros_between(w.since, clock::now()));
   if (w.may_open && clock::now() < until) {
-    record_wait(micros_between(w.since, clock::now()));
     try {
       check_fail_fast();
     } catch (...) {
       opening_--;
       grant_slot_to_next_waiter();  // it fails fast too: nobody waits a connect out
-      inside_--;
-      lock.unlock();  // not closed: no release
-      settle(owed);
       throw;
     }
-    lock.unlock();
-    settle(owed);
-    return open_for_checkout(until, tag);
+    return wait_end::open;
   }
-  record_wait(micros_between(w.since, clock::now()));
   if (w.may_open) {  // granted just as the deadline passed: pass the slot on
     opening_--;
     grant_slot_to_next_waiter();
   }
-  bool release = leave_and_check_release();
-  if (w.closed || closed_) {
-    release_if(lock, release);
-    settle(owed);
-    throw error(POOL_ECLOSED, "pool was disposed while waiting for a connection");
-  }
-  try {
-    throw_timeout(timeout_s);
-  } catch (...) {
-    lock.unlock();
-    settle(owed);
-    throw;
-  }
+  return w.closed || closed_ ? wait_end::closed : wait_end::timed_out;
 }
 
 // How long a checkout that could open an overflow connection first waits for one to come
@@ -327,7 +372,8 @@ lease *pool::take_idle() {
 }
 
 // Runs with opening_ and inside_ counted for this thread, no lock held.
-lease *pool::open_for_checkout(clock::time_point deadline, const char *tag) {
+lease *pool::open_for_checkout(clock::time_point deadline, const char *tag, pid_t thread,
+                               pthread_t holder) {
   lease *l;
   try {
     l = open_connection(deadline);
@@ -345,7 +391,7 @@ lease *pool::open_for_checkout(clock::time_point deadline, const char *tag) {
     release_if(lock, releasable());
     throw error(POOL_ECLOSED, "pool was disposed while a connection was being opened");
   }
-  lend(l, tag, holder_thread(), pthread_self(), coarse_now());
+  lend(l, tag, thread, holder, coarse_now());
   l->fresh = true;
   return l;
 }
@@ -400,7 +446,17 @@ std::string pool::longest_holders(clock::time_point now) const {
   return out;
 }
 
-void pool::throw_timeout(double timeout_s) {
+void pool::check_may_queue(double timeout_s) {
+  if (timeout_s <= 0) throw_timeout(timeout_s);
+  if (opts_.max_waiting >= 0 && waiters_.size() >= opts_.max_waiting) {
+    rejected_total_++;
+    throw error(POOL_ETOOMANYWAITERS,
+                "max_waiting " + std::to_string(opts_.max_waiting) +
+                    " threads are waiting for a connection already; not queued");
+  }
+}
+
+error pool::timeout_error(double timeout_s) {
   timeouts_total_++;
   lent_and_idle counts = current_counts();
   char msg[256];
@@ -409,7 +465,7 @@ void pool::throw_timeout(double timeout_s) {
                 "timeout %.2f (checked out %lld, idle %lld, waiting %lld)",
                 opts_.pool_size, opts_.max_overflow, timeout_s, (long long)counts.lent,
                 (long long)counts.idle, (long long)waiters_.size());
-  throw error(POOL_ETIMEDOUT, msg + longest_holders(coarse_now()));
+  return error(POOL_ETIMEDOUT, msg + longest_holders(coarse_now()));
 }
 
 // ---------------------------------------------------------------- opening

@@ -83,6 +83,15 @@ class connector {
   // nothing else until the stream is closed. Errors as query().
   virtual std::unique_ptr<row_stream> stream(void *handle, const statement &st,
                                              clock::time_point deadline) = 0;
+  // Asks the server to cancel the statement that query() runs on `handle` now, from another
+  // thread; true if the request was taken before `deadline`. The query then fails (57014)
+  // and the connection stays usable. A connector that cannot returns false: the statement
+  // runs to its end.
+  virtual bool cancel(void *handle, clock::time_point deadline) noexcept {
+    (void)handle;
+    (void)deadline;
+    return false;
+  }
 
  protected:
   void log(int level, const char *message) const noexcept {

@@ -214,6 +214,9 @@ class pq_connector final : public connector {
 
   // Read from libpq each time: an application's PQreset gives the connection a new socket.
   int socket(void *handle) noexcept override { return PQsocket(conn_of(handle)); }
+  bool cancel(void *handle, clock::time_point deadline) noexcept override {
+    return cancel_statement(conn_of(handle), deadline);
+  }
 
   // PQexecParams (or, with POOL_QUERY_PREPARE, PQexecPrepared after a PQprepare the first
   // time), sent and awaited without blocking past the deadline.

@@ -18,9 +18,6 @@
 
 namespace connpool {
 
-namespace {
-
-// The tag, cut at a UTF-8 character boundary if it is too long.
 void copy_tag(char (&dst)[lease::tag_size], const char *tag) {
   size_t n = tag ? strnlen(tag, sizeof dst) : 0;
   if (n == sizeof dst) {
@@ -30,6 +27,8 @@ void copy_tag(char (&dst)[lease::tag_size], const char *tag) {
   std::memcpy(dst, tag ? tag : "", n);
   dst[n] = '\0';
 }
+
+namespace {
 
 uint64_t next_pool_id() noexcept {
   static std::atomic<uint64_t> last{0};
@@ -253,7 +252,7 @@ void pool::give_back(lease *l, close_reason why, bool was_out, bool retry) {
         hand_over(l, to_wake, precise, true);
         // Connections left idle for the old head (a race between a checkin and the head's
         // timer): the new head must watch them.
-        if (waiter *next = head_to_watch()) next->signal.post();
+        if (waiter *next = head_to_watch()) wait_queue::post(next);
       } else {
         // Not yet its turn to be served first: the connection is idle for whoever comes
         // first, this thread again most likely; the head looks itself when it comes due.
@@ -289,7 +288,7 @@ void pool::give_back(lease *l, close_reason why, bool was_out, bool retry) {
     });
   bool release = !retry && releasable();
   lock.unlock();
-  if (to_wake) to_wake->signal.post();
+  if (to_wake) wait_queue::post(to_wake);
   if (release) delete this;
 }
 
@@ -304,6 +303,16 @@ void pool::checkin(pool_lease_t *handle, bool allow_scoped) {
   if (l->streaming)
     throw error(POOL_ESTATE, "a stream is open on this lease: close it (pool_stream_close) "
                              "before the checkin");
+  for (int use = l->async.load(std::memory_order_acquire); use != lease::no_request;) {
+    if (use == lease::request_running)
+      throw error(POOL_ESTATE, "a request is running on this lease (pool_query_start): take "
+                               "its result or cancel it before the checkin");
+    if (use == lease::checkin_deferred)
+      throw error(POOL_ESTATE, "lease is not checked out (checked in twice)");
+    // Cancelled, still ending on the server: checked in by its I/O thread when it has.
+    if (l->async.compare_exchange_strong(use, lease::checkin_deferred, std::memory_order_acq_rel))
+      return;
+  }
   uint64_t state = l->state.load(std::memory_order_acquire);
   // Two racing checkins of one lease: only one clears the out bit.
   if (!l->state.compare_exchange_strong(state, state & ~uint64_t(1), std::memory_order_acq_rel))
@@ -324,7 +333,7 @@ void pool::checkin(pool_lease_t *handle, bool allow_scoped) {
 }
 
 void pool::invalidate(pool_lease_t *handle) {
-  lease *l = lease_of(handle);
+  lease *l = idle_lease(handle);
   if (l->generation != fork_guard::generation())
     throw error(POOL_EFORKED, "the lease was checked out before fork: its connection belongs to "
                               "the parent process; check it in to drop it");

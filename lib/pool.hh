@@ -42,6 +42,9 @@
 namespace connpool {
 
 class pool;
+class checkout_request;
+class query_request;
+class request;
 
 // A coarse monotonic clock (a few milliseconds of resolution, a fraction of the cost of
 // clock::now()): stamps on the checkout and checkin paths. Same epoch as clock.
@@ -73,6 +76,13 @@ struct alignas(64) lease {  // its own cache lines: each is written by its holde
   bool ran_queries = false;  // touched only by the holder: pool_query since the checkout
   bool abandoned = false;    // touched only by the holder: a query timed out, never use it
   bool streaming = false;    // touched only by the holder: a pool_stream_t is open on it
+  // A statement of a query request (query_async.cc) runs on it: none, running, running but
+  // cancelled (the request ended; pool_query waits for it), or that and the holder checked it
+  // in meanwhile (the I/O thread checks it in when the statement ends).
+  enum async_use : int { no_request = 0, request_running = 1, request_cancelled = 2,
+                         checkin_deferred = 3 };
+  std::atomic<int> async{no_request};
+  wake_signal async_ended;   // posted when `async` goes back to no_request
   bool leak_reported = false;  // mu_
   uint64_t generation = 0;   // the process generation it was lent in (fork.hh)
   uint64_t seq = 0;          // opening order (pool::retired_below_)
@@ -92,6 +102,9 @@ struct alignas(64) lease {  // its own cache lines: each is written by its holde
   std::atomic<int64_t> parked_checkouts{0};  // checkouts that took it back without the lock
 };
 
+// The tag, cut at a UTF-8 character boundary if it is too long.
+void copy_tag(char (&dst)[lease::tag_size], const char *tag);
+
 class pool final : private fork_guard::participant {
  public:
   static constexpr uint32_t live_magic = 0x504f4f4c;  // "POOL"
@@ -109,12 +122,29 @@ class pool final : private fork_guard::participant {
   bool valid() const noexcept { return magic_ == live_magic; }
 
   pool_lease_t *checkout(int64_t timeout_ms, const char *tag);
+  // Asynchronous checkout (checkout_async.cc): never blocks; the request completes on the
+  // dispatcher or an I/O thread (async_runtime.hh), or at once with an idle connection.
+  request *checkout_start(int64_t timeout_ms, const char *tag);
+  // Ends a checkout request that is still pending (request::cancel() succeeded): a waiting
+  // one leaves the queue; one whose connection is being opened or checked gives it back.
+  static void checkout_cancelled(checkout_request &r) noexcept;
   // allow_scoped: only the scope code may check in a scoped lease.
   static void checkin(pool_lease_t *handle, bool allow_scoped = false);
   static void invalidate(pool_lease_t *handle);
   static void report_error(pool_lease_t *handle, const char *sqlstate);
   // The query layer (pool_query.cc): statements on a lease, through its connector.
-  static std::unique_ptr<result> query(pool_lease_t *handle, const statement &st);
+  // on_request: run by a query request's I/O thread (query_async.cc).
+  static std::unique_ptr<result> query(pool_lease_t *handle, const statement &st,
+                                       bool on_request = false);
+  // Asynchronous statements (query_async.cc).
+  static request *query_start(pool_lease_t *handle, const char *sql, int nparams,
+                              const pool_param_t *params, int flags);
+  // Ends a query request that is still pending (request::cancel() succeeded): the server is
+  // asked to cancel the statement; the lease is busy until it ends.
+  static void query_cancelled(query_request &r) noexcept;
+  // The lease, checked out and with no request running on it; waits for a cancelled one to
+  // end. Throws POOL_ESTATE while one runs.
+  static lease *idle_lease(pool_lease_t *handle);
   static std::unique_ptr<row_stream> stream_open(pool_lease_t *handle, const statement &st);
   static std::unique_ptr<result> stream_next(pool_lease_t *handle, row_stream &stream,
                                              int64_t max_rows);
@@ -185,10 +215,43 @@ class pool final : private fork_guard::participant {
                         const char *tag, handles &to_close, bool &inside);
   lease *acquire(lock_t &lock, double timeout_s, lazy_deadline &deadline, const char *tag,
                  handles &to_close);
-  bool passes_checks(lease *l, clock::time_point deadline, int &rejections);
+  double checkout_timeout_s(int64_t timeout_ms) const;
+  bool first_use(lock_t &lock);  // mu_: true if it released the lock meanwhile
+  // The checks a connection passes before it is lent: pre-ping (ping_needed() looks at the
+  // socket only; vet() makes the round trip if one is needed) and the on_checkout hook.
+  enum class ping_need { none, ping, dead };
+  ping_need ping_needed(lease *l) noexcept;
+  close_reason vet(lease *l, ping_need need, clock::time_point deadline, int &rejections);
+  // After a connection failed vet(): throws if the checkout must not try another.
+  void check_retry(close_reason why, int rejections, clock::time_point deadline,
+                   double io_s) const;
   lease *take_usable_idle(clock::time_point now, handles &to_close);  // mu_
-  lease *open_for_checkout(clock::time_point deadline, const char *tag);  // inside_ counted
-  [[noreturn]] void throw_timeout(double timeout_s);                  // mu_
+  // inside_ and opening_ counted; lends to (thread, holder)
+  lease *open_for_checkout(clock::time_point deadline, const char *tag, pid_t thread,
+                           pthread_t holder);
+  // Waiting, shared by the blocking checkout and the asynchronous one (mu_). enqueue: w joins
+  // the queue. look_for_connection: one look on w's behalf (idle connections served in the
+  // queue's order, a slot granted once w.open_at passed); returns when w must look again if
+  // nothing posts it. end_wait: w leaves the queue (done, or its deadline passed) and what
+  // comes next is said; throws (the slot passed on) if w may not connect (fail-fast).
+  enum class wait_end { handed, open, closed, timed_out };
+  void enqueue(waiter &w, const char *tag, pid_t thread, clock::time_point until);
+  clock::time_point look_for_connection(waiter &w, clock::time_point now,
+                                        clock::time_point until, handles &to_close);
+  wait_end end_wait(waiter &w, clock::time_point until);
+  // The asynchronous checkout's steps (checkout_async.cc).
+  friend class checkout_request;
+  friend class query_request;
+  void async_begin(checkout_request &r, bool retried);  // no lock
+  void async_turn(checkout_request &r);                 // on the dispatcher
+  void async_open(checkout_request &r);                 // no lock; opening_, inside_ counted
+  void async_deliver(checkout_request &r, lease *l, bool on_io_thread);  // no lock
+  void async_vet(checkout_request &r, lease *l, ping_need need);         // no lock
+  void close_later(lock_t &lock, handles &to_close);    // mu_: closes on an I/O thread
+  [[noreturn]] void throw_timeout(double timeout_s) { throw timeout_error(timeout_s); }  // mu_
+  error timeout_error(double timeout_s);  // mu_: SQLAlchemy's message, counted as a timeout
+  // mu_: throws unless a checkout may join the queue (timeout 0; max_waiting reached).
+  void check_may_queue(double timeout_s);
   std::string longest_holders(clock::time_point now) const;          // mu_
   // mu_: whether a new connect may start now (fail-fast); a true answer during fail-fast
   // makes it the window's one retry. check_fail_fast() throws the cached error if not.

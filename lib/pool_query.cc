@@ -49,8 +49,9 @@ static auto with_statement_policy(pool_lease_t *handle, lease *l, Work work) -> 
   }
 }
 
-std::unique_ptr<result> pool::query(pool_lease_t *handle, const statement &st) {
-  lease *l = ready_for_statement(lease_of(handle));
+std::unique_ptr<result> pool::query(pool_lease_t *handle, const statement &st,
+                                    bool on_request) {
+  lease *l = ready_for_statement(on_request ? lease_of(handle) : idle_lease(handle));
   if (l->streaming)
     throw error(POOL_ESTATE, "a stream is open on this lease: close it (pool_stream_close) "
                              "before running another statement");
@@ -62,7 +63,7 @@ std::unique_ptr<result> pool::query(pool_lease_t *handle, const statement &st) {
 }
 
 std::unique_ptr<row_stream> pool::stream_open(pool_lease_t *handle, const statement &st) {
-  lease *l = ready_for_statement(lease_of(handle));
+  lease *l = ready_for_statement(idle_lease(handle));
   if (l->streaming)
     throw error(POOL_ESTATE, "a stream is open on this lease already: close it first");
   l->ran_queries = true;

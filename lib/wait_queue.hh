@@ -20,6 +20,7 @@
 #include <pthread.h>
 #include <sys/types.h>
 
+#include "async_runtime.hh"
 #include "connector.hh"  // clock
 
 namespace connpool {
@@ -42,9 +43,11 @@ class wake_signal {
   std::atomic<uint32_t> posts_{0};
 };
 
-// A checkout waiting for a connection. Lives on the waiting thread's stack; every field but
-// the atomics is the pool lock's.
+// A checkout waiting for a connection. Lives on the waiting thread's stack, or in an
+// asynchronous checkout request (then `async` is that request, which the dispatcher steps
+// when it is posted); every field but the atomics is the pool lock's.
 struct waiter {
+  dispatched *async = nullptr;
   waiter *prev = nullptr, *next = nullptr;
   const char *tag = nullptr;  // for lend() at a hand-off: the waiting checkout's tag
   pid_t thread = 0;
@@ -87,9 +90,15 @@ class wait_queue {
   static void owe(waiter *w) noexcept {
     w->owed.store(w->owed.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   }
+  // Makes a post counted with owe(): wakes the waiting thread, or has the dispatcher step the
+  // asynchronous request (kicked first: the signal's post is the last touch of w's memory).
+  static void post(waiter *w) noexcept {
+    if (w->async) async_runtime_api::kick(w->async);
+    w->signal.post();
+  }
   static void post_now(waiter *w) noexcept {
     owe(w);
-    w->signal.post();
+    post(w);
   }
 
  private:

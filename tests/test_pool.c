@@ -11,125 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fake_connector.h"
 #include "util.h"
 
-/* ---------------------------------------------------------------- the test connector */
-
-struct fake_conn {
-    int id;
-    atomic_int held; /* set while a thread holds it: catches double lending */
-};
-
-struct fake {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int block_opens;       /* opens wait while set */
-    int opens_in_progress; /* opens currently inside the callback */
-    int fail_opens;        /* this many next opens fail */
-    int reset_fails;       /* resets report the connection broken */
-    int block_resets;      /* resets wait while set */
-    int resets_in_progress;
-    int last_reset_mode;
-    int64_t last_open_timeout_ms;
-    atomic_int opened, closed, destroyed, next_id;
-};
-
-static struct fake F;
-
-static void fake_init(void) {
-    memset(&F, 0, sizeof F);
-    pthread_mutex_init(&F.mu, NULL);
-    pthread_cond_init(&F.cv, NULL);
-    F.last_reset_mode = -1;
-}
-
-static int fake_open(void **out, char *err, size_t len, int64_t timeout_ms, void *ud) {
-    struct fake *f = ud;
-    pthread_mutex_lock(&f->mu);
-    f->last_open_timeout_ms = timeout_ms;
-    f->opens_in_progress++;
-    while (f->block_opens) pthread_cond_wait(&f->cv, &f->mu);
-    f->opens_in_progress--;
-    int fail = f->fail_opens > 0;
-    if (fail) f->fail_opens--;
-    pthread_mutex_unlock(&f->mu);
-    if (fail) {
-        snprintf(err, len, "fake server refused (test)");
-        return -1;
-    }
-    struct fake_conn *c = calloc(1, sizeof *c);
-    c->id = ++f->next_id;
-    f->opened++;
-    *out = c;
-    return 0;
-}
-
-static void fake_close(void *conn, void *ud) {
-    struct fake *f = ud;
-    struct fake_conn *c = conn;
-    assert_int_equal(atomic_load(&c->held), 0); /* never closed while a thread holds it */
-    free(c);
-    f->closed++;
-}
-
-static int fake_reset(void *conn, int mode, void *ud) {
-    (void)conn;
-    struct fake *f = ud;
-    pthread_mutex_lock(&f->mu);
-    f->last_reset_mode = mode;
-    f->resets_in_progress++;
-    while (f->block_resets) pthread_cond_wait(&f->cv, &f->mu);
-    f->resets_in_progress--;
-    int fails = f->reset_fails;
-    pthread_mutex_unlock(&f->mu);
-    return fails;
-}
-
-static void fake_destroy(void *ud) { ((struct fake *)ud)->destroyed++; }
-
-static void set_blocking(int on) {
-    pthread_mutex_lock(&F.mu);
-    F.block_opens = on;
-    pthread_cond_broadcast(&F.cv);
-    pthread_mutex_unlock(&F.mu);
-}
-
-static int one_open_in_progress(void *arg) {
-    (void)arg;
-    pthread_mutex_lock(&F.mu);
-    int n = F.opens_in_progress;
-    pthread_mutex_unlock(&F.mu);
-    return n == 1;
-}
-
-static int one_reset_in_progress(void *arg) {
-    (void)arg;
-    pthread_mutex_lock(&F.mu);
-    int n = F.resets_in_progress;
-    pthread_mutex_unlock(&F.mu);
-    return n == 1;
-}
-
-static void set_reset_blocking(int on) {
-    pthread_mutex_lock(&F.mu);
-    F.block_resets = on;
-    pthread_cond_broadcast(&F.cv);
-    pthread_mutex_unlock(&F.mu);
-}
-
-static pool_t *make_pool(const char *options) {
-    fake_init();
-    pool_t *pool;
-    assert_ok(pool_create_custom(&pool, options, fake_open, fake_close, fake_reset, NULL,
-                                 fake_destroy, &F));
-    return pool;
-}
-
-static int conn_id(const pool_lease_t *lease) {
-    struct fake_conn *c = pool_lease_native(lease);
-    assert_non_null(c);
-    return c->id;
-}
 
 /* A thread that checks out with a timeout and records what it got. */
 struct taker {
@@ -172,7 +56,7 @@ static void start_taker(struct taker *t, pool_t *pool, int64_t timeout_ms, int c
 
 static void idle_connection_is_reused(void **state) {
     (void)state;
-    pool_t *pool = make_pool(NULL);
+    pool_t *pool = fake_pool(NULL);
     pool_lease_t *a, *b;
     assert_ok(pool_checkout(&a, pool, -1));
     int id = conn_id(a);
@@ -193,7 +77,7 @@ static void idle_connection_is_reused(void **state) {
 static void lifo_by_default_fifo_when_asked(void **state) {
     (void)state;
     for (int lifo = 0; lifo <= 1; lifo++) {
-        pool_t *pool = make_pool(lifo ? "pool_size=3" : "pool_size=3 pool_use_lifo=false");
+        pool_t *pool = fake_pool(lifo ? "pool_size=3" : "pool_size=3 pool_use_lifo=false");
         pool_lease_t *l[3];
         int ids[3];
         for (int i = 0; i < 3; i++) {
@@ -215,7 +99,7 @@ static void lifo_by_default_fifo_when_asked(void **state) {
  * close it, and a second lease of the same thread keeps LIFO order. */
 static void a_parked_connection_is_idle_to_every_thread_and_every_rule(void **state) {
     (void)state;
-    pool_t *pool = make_pool("pool_size=2 max_overflow=0");
+    pool_t *pool = fake_pool("pool_size=2 max_overflow=0");
     pool_lease_t *a;
     assert_ok(pool_checkout(&a, pool, -1));
     int first = conn_id(a);
@@ -267,7 +151,7 @@ static void a_parked_connection_is_idle_to_every_thread_and_every_rule(void **st
 
 static void exhausted_pool_times_out_with_exact_message(void **state) {
     (void)state;
-    pool_t *pool = make_pool("pool_size=1 max_overflow=0 pool_timeout=0.02");
+    pool_t *pool = fake_pool("pool_size=1 max_overflow=0 pool_timeout=0.02");
     pool_lease_t *held, *second = (pool_lease_t *)0x1;
     assert_ok(pool_checkout(&held, pool, -1));
     int64_t start = now_ms();
@@ -297,7 +181,7 @@ static void exhausted_pool_times_out_with_exact_message(void **state) {
  * connection gives the connect pool_timeout, so it succeeds and no failure is counted. */
 static void a_zero_timeout_checkout_may_still_connect(void **state) {
     (void)state;
-    pool_t *pool = make_pool("pool_size=1 max_overflow=0 pool_timeout=3");
+    pool_t *pool = fake_pool("pool_size=1 max_overflow=0 pool_timeout=3");
     pool_lease_t *lease;
     assert_ok(pool_checkout(&lease, pool, 0));
     assert_true(F.last_open_timeout_ms > 1000 && F.last_open_timeout_ms <= 3000);
@@ -314,7 +198,7 @@ static void a_zero_timeout_checkout_may_still_connect(void **state) {
  * checkout's own is then bounded by 30 s (documented in connpool.h), for timeout -1 and 0. */
 static void with_pool_timeout_0_a_connect_gets_30_seconds(void **state) {
     (void)state;
-    pool_t *pool = make_pool("pool_size=2 max_overflow=0 pool_timeout=0");
+    pool_t *pool = fake_pool("pool_size=2 max_overflow=0 pool_timeout=0");
     pool_lease_t *a, *b;
     for (int i = 0; i < 2; i++) {
         F.last_open_timeout_ms = -1;
@@ -334,7 +218,7 @@ static void with_pool_timeout_0_a_connect_gets_30_seconds(void **state) {
 
 static void waiters_are_served_first_come_first_served(void **state) {
     (void)state;
-    pool_t *pool = make_pool("pool_size=1 max_overflow=0");
+    pool_t *pool = fake_pool("pool_size=1 max_overflow=0");
     pool_lease_t *held;
     assert_ok(pool_checkout(&held, pool, -1));
     int id = conn_id(held);
@@ -359,7 +243,7 @@ static void waiters_are_served_first_come_first_served(void **state) {
  * goes to that waiter, not to a newcomer, once the waiter has waited pool_handoff_after (at
  * once with 0). */
 static void a_due_waiter_is_handed_the_connection(const char *options, double due_s) {
-    pool_t *pool = make_pool(options);
+    pool_t *pool = fake_pool(options);
     pool_lease_t *held, *newcomer = NULL;
     assert_ok(pool_checkout(&held, pool, -1));
     struct taker t;
@@ -395,7 +279,7 @@ static void a_waiter_that_came_due_is_served_before_a_newcomer(void **state) {
  * without a further checkin. */
 static void before_a_waiter_comes_due_a_newcomer_may_take_the_connection(void **state) {
     (void)state;
-    pool_t *pool = make_pool("pool_size=1 max_overflow=0 pool_handoff_after=1");
+    pool_t *pool = fake_pool("pool_size=1 max_overflow=0 pool_handoff_after=1");
     pool_lease_t *held, *again;
     assert_ok(pool_checkout(&held, pool, -1));
     int id = conn_id(held);
@@ -418,7 +302,7 @@ static void before_a_waiter_comes_due_a_newcomer_may_take_the_connection(void **
 
 static void overflow_connections_close_at_checkin(void **state) {
     (void)state;
-    pool_t *pool = make_pool("pool_size=2 max_overflow=2");
+    pool_t *pool = fake_pool("pool_size=2 max_overflow=2");
     pool_lease_t *l[5];
     for (int i = 0; i < 4; i++) assert_ok(pool_checkout(&l[i], pool, -1));
     pool_stats_t st = stats_of(pool);
@@ -438,7 +322,7 @@ static void overflow_connections_close_at_checkin(void **state) {
  * long for one to come back; with 0 it opens at once (SQLAlchemy's rule). */
 static void an_overflow_connect_waits_for_a_connection_to_come_back_first(void **state) {
     (void)state;
-    pool_t *pool = make_pool("pool_size=1 max_overflow=1 pool_overflow_after=0.2");
+    pool_t *pool = fake_pool("pool_size=1 max_overflow=1 pool_overflow_after=0.2");
     pool_lease_t *held;
     assert_ok(pool_checkout(&held, pool, -1));
     int first = conn_id(held);
@@ -462,7 +346,7 @@ static void an_overflow_connect_waits_for_a_connection_to_come_back_first(void *
     assert_ok(pool_dispose(pool));
 
     /* a checkout whose own timeout ends first opens at once instead of timing out */
-    pool = make_pool("pool_size=1 max_overflow=1 pool_overflow_after=10");
+    pool = fake_pool("pool_size=1 max_overflow=1 pool_overflow_after=10");
     assert_ok(pool_checkout(&held, pool, -1));
     pool_lease_t *quick;
     assert_ok(pool_checkout(&quick, pool, 50));
@@ -471,7 +355,7 @@ static void an_overflow_connect_waits_for_a_connection_to_come_back_first(void *
     assert_ok(pool_checkin(held));
     assert_ok(pool_dispose(pool));
 
-    pool = make_pool("pool_size=1 max_overflow=1 pool_overflow_after=0");
+    pool = fake_pool("pool_size=1 max_overflow=1 pool_overflow_after=0");
     assert_ok(pool_checkout(&held, pool, -1));
     start_taker(&t, pool, 5000, 1);
     pthread_join(t.thread, NULL); /* with 0: opened at once, never waited */
@@ -484,7 +368,7 @@ static void an_overflow_connect_waits_for_a_connection_to_come_back_first(void *
 
 static void unlimited_overflow_never_waits(void **state) {
     (void)state;
-    pool_t *pool = make_pool("pool_size=1 max_overflow=-1");
+    pool_t *pool = fake_pool("pool_size=1 max_overflow=-1");
     pool_lease_t *l[20];
     for (int i = 0; i < 20; i++) assert_ok(pool_checkout(&l[i], pool, 0));
     assert_int_equal(stats_of(pool).overflow, 19);
@@ -495,7 +379,7 @@ static void unlimited_overflow_never_waits(void **state) {
 
 static void failed_open_reports_and_frees_the_slot(void **state) {
     (void)state;
-    pool_t *pool = make_pool("pool_size=1 max_overflow=0");
+    pool_t *pool = fake_pool("pool_size=1 max_overflow=0");
     F.fail_opens = 1;
     pool_lease_t *l = (pool_lease_t *)0x1;
     assert_int_equal(pool_checkout(&l, pool, -1), POOL_ECONNECT);
@@ -512,7 +396,7 @@ static void failed_open_reports_and_frees_the_slot(void **state) {
 
 static void a_freed_slot_goes_to_the_first_waiter(void **state) {
     (void)state;
-    pool_t *pool = make_pool("pool_size=1 max_overflow=0");
+    pool_t *pool = fake_pool("pool_size=1 max_overflow=0");
     pool_lease_t *held;
     assert_ok(pool_checkout(&held, pool, -1));
     int old = conn_id(held);
@@ -541,7 +425,7 @@ static void a_freed_slot_goes_to_the_first_waiter(void **state) {
 
 static void a_slow_connect_does_not_stall_checkouts_served_from_idle(void **state) {
     (void)state;
-    pool_t *pool = make_pool("pool_size=2 max_overflow=0");
+    pool_t *pool = fake_pool("pool_size=2 max_overflow=0");
     pool_lease_t *first, *again;
     assert_ok(pool_checkout(&first, pool, -1));
     set_blocking(1);
@@ -565,7 +449,7 @@ static void a_slow_connect_does_not_stall_checkouts_served_from_idle(void **stat
 
 static void broken_or_invalidated_connections_are_closed(void **state) {
     (void)state;
-    pool_t *pool = make_pool("pool_size=2 reset_on_return=commit");
+    pool_t *pool = fake_pool("pool_size=2 reset_on_return=commit");
     pool_lease_t *l;
     assert_ok(pool_checkout(&l, pool, -1));
     int first = conn_id(l);
@@ -587,7 +471,7 @@ static void broken_or_invalidated_connections_are_closed(void **state) {
 
 static void null_pool_opens_and_closes_every_time(void **state) {
     (void)state;
-    pool_t *pool = make_pool("poolclass=null pool_size=1 max_overflow=0");
+    pool_t *pool = fake_pool("poolclass=null pool_size=1 max_overflow=0");
     pool_lease_t *a, *b;
     assert_ok(pool_checkout(&a, pool, 0));
     assert_ok(pool_checkout(&b, pool, 0)); /* no limit */
@@ -602,7 +486,7 @@ static void null_pool_opens_and_closes_every_time(void **state) {
 
 static void dispose_wakes_waiters_and_waits_for_leases(void **state) {
     (void)state;
-    pool_t *pool = make_pool("pool_size=1 max_overflow=0");
+    pool_t *pool = fake_pool("pool_size=1 max_overflow=0");
     pool_lease_t *held;
     assert_ok(pool_checkout(&held, pool, -1));
     struct taker t;
@@ -623,7 +507,7 @@ static void dispose_wakes_waiters_and_waits_for_leases(void **state) {
 
 static void dispose_closes_idle_connections_at_once(void **state) {
     (void)state;
-    pool_t *pool = make_pool("pool_size=3");
+    pool_t *pool = fake_pool("pool_size=3");
     pool_lease_t *l[3];
     for (int i = 0; i < 3; i++) assert_ok(pool_checkout(&l[i], pool, -1));
     for (int i = 0; i < 3; i++) assert_ok(pool_checkin(l[i]));
@@ -635,7 +519,7 @@ static void dispose_closes_idle_connections_at_once(void **state) {
 
 static void misuse_is_an_error_and_keeps_counts_exact(void **state) {
     (void)state;
-    pool_t *pool = make_pool("pool_size=2");
+    pool_t *pool = fake_pool("pool_size=2");
     pool_lease_t *a, *b;
     assert_int_equal(pool_checkout(NULL, pool, 0), POOL_EINVAL);
     assert_int_equal(pool_checkout(&a, NULL, 0), POOL_EINVAL);
@@ -707,7 +591,7 @@ static void refused_at(pool_lease_t *lease, pool_t *pool, uint64_t value, int li
  * of a released pool and of its leases stay refused, also once a new pool reuses the memory. */
 static void foreign_and_stale_handles_are_refused_without_being_dereferenced(void **state) {
     (void)state;
-    pool_t *pool = make_pool("pool_size=1 max_overflow=0");
+    pool_t *pool = fake_pool("pool_size=1 max_overflow=0");
     pool_lease_t *lease;
     assert_ok(pool_checkout(&lease, pool, -1));
     int id = conn_id(lease);
@@ -736,7 +620,7 @@ static void foreign_and_stale_handles_are_refused_without_being_dereferenced(voi
     assert_ok(pool_dispose(pool)); /* no lease out: released now */
 
     refused(lease, pool, lv);
-    pool_t *next = make_pool("pool_size=1 max_overflow=0");
+    pool_t *next = fake_pool("pool_size=1 max_overflow=0");
     pool_lease_t *next_lease;
     assert_ok(pool_checkout(&next_lease, next, -1));
     refused(lease, pool, lv);
@@ -750,7 +634,7 @@ static void foreign_and_stale_handles_are_refused_without_being_dereferenced(voi
  * ago is refused, never taken for the lease out now. */
 static void a_handle_from_65536_checkouts_ago_is_refused(void **state) {
     (void)state;
-    pool_t *pool = make_pool("pool_size=1 max_overflow=0");
+    pool_t *pool = fake_pool("pool_size=1 max_overflow=0");
     pool_lease_t *first, *l;
     assert_ok(pool_checkout(&first, pool, -1));
     int id = conn_id(first);
@@ -803,7 +687,7 @@ static void *hammer_run(void *p) {
 
 static void no_two_threads_ever_hold_one_connection(void **state) {
     (void)state;
-    pool_t *pool = make_pool("pool_size=3 max_overflow=2");
+    pool_t *pool = fake_pool("pool_size=3 max_overflow=2");
     enum { THREADS = 16, ROUNDS = 3000 };
     pthread_t th[THREADS];
     struct hammer h[THREADS];
@@ -851,7 +735,7 @@ static int child_checks(pool_t *pool, pool_lease_t *lent_before_fork, int closed
 static void a_child_never_closes_inherited_connections_and_opens_its_own(void **state) {
     (void)state;
     for (int raw = 0; raw <= 1; raw++) {
-        pool_t *pool = make_pool("pool_size=3");
+        pool_t *pool = fake_pool("pool_size=3");
         pool_lease_t *l[3];
         for (int i = 0; i < 3; i++) assert_ok(pool_checkout(&l[i], pool, -1));
         assert_ok(pool_checkin(l[1]));
@@ -883,7 +767,7 @@ static void *checkin_thread(void *lease) { return (void *)(intptr_t)pool_checkin
  * still counts that connection as inherited and never closes it through the callbacks. */
 static void a_fork_in_the_middle_of_a_checkin_loses_no_connection(void **state) {
     (void)state;
-    pool_t *pool = make_pool("pool_size=3");
+    pool_t *pool = fake_pool("pool_size=3");
     pool_lease_t *lent, *returning;
     assert_ok(pool_checkout(&lent, pool, -1));
     assert_ok(pool_checkout(&returning, pool, -1));

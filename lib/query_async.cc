@@ -1,0 +1,162 @@
+// Asynchronous statements: pool_query_start() copies the statement and runs it on an I/O
+// thread (async_runtime.hh) through the same query layer as pool_query() (pool_query.cc), so
+// the outcome is exactly the blocking call's. There is one I/O thread per statement in
+// flight, so never more than the leases out.
+//
+// While the statement runs the lease belongs to that thread: the holder's other calls on it
+// get POOL_ESTATE. Cancelling the request asks the server to cancel the statement (libpq;
+// other connectors let it run to its end) and ends the request at once; the lease stays busy
+// until the statement has ended on the server: pool_query() and pool_query_start() wait for
+// that, and a pool_checkin() meanwhile is carried out when it has.
+#include <cstring>
+
+#include "async_requests.hh"
+#include "error.hh"
+#include "fork.hh"
+
+namespace connpool {
+
+query_request::query_request(pool_lease_t *lease, const char *sql, int nparams,
+                             const pool_param_t *params, int flags)
+    : request(kind::query), lease_handle(lease), sql_(sql) {
+  values_.resize(size_t(nparams));
+  params_.resize(size_t(nparams));
+  for (size_t i = 0; i < size_t(nparams); i++) {
+    const pool_param_t &p = params[i];
+    params_[i] = p;
+    if (!p.value) continue;
+    const char *bytes = static_cast<const char *>(p.value);
+    values_[i].assign(bytes, p.length < 0 ? std::strlen(bytes) : size_t(p.length));
+    params_[i].value = values_[i].c_str();  // NUL-terminated, as a text parameter must be
+  }
+  st = {sql_.c_str(), params_.data(), nparams, (flags & POOL_QUERY_PREPARE) != 0};
+}
+
+lease *pool::idle_lease(pool_lease_t *handle) {
+  lease *l = lease_of(handle);
+  for (;;) {
+    uint32_t seen = l->async_ended.seen();
+    int use = l->async.load(std::memory_order_acquire);
+    if (use == lease::no_request) return l;
+    if (use == lease::request_running)
+      throw error(POOL_ESTATE, "a request is running on this lease (pool_query_start): take "
+                               "its result or cancel it first");
+    // Cancelled, ending on the server: bounded by the cancel (ping_timeout) and query_timeout.
+    l->async_ended.wait(seen, clock::time_point::max());
+  }
+}
+
+request *pool::query_start(pool_lease_t *handle, const char *sql, int nparams,
+                           const pool_param_t *params, int flags) {
+  lease *l = lease_of(handle);
+  if (l->generation != fork_guard::generation())
+    throw error(POOL_EFORKED, "the lease was checked out before fork: its connection belongs to "
+                              "the parent process; check it in to drop it");
+  if (l->streaming)
+    throw error(POOL_ESTATE, "a stream is open on this lease: close it (pool_stream_close) "
+                             "before running another statement");
+  async_runtime_api::prepare();
+  auto *r = new query_request(handle, sql, nparams, params, flags);
+  // A cancelled statement still ending: this one follows it, on its I/O thread.
+  int idle = lease::no_request;
+  bool follows = false;
+  if (!l->async.compare_exchange_strong(idle, lease::request_running,
+                                        std::memory_order_acq_rel)) {
+    if (idle == lease::request_running) {
+      r->unref();
+      throw error(POOL_ESTATE, "a request is running on this lease already: take its result "
+                               "or cancel it first");
+    }
+    follows = true;
+  }
+  r->ref();  // the job's
+  try {
+    async_runtime_api::run_blocking([r, l, follows] {
+      if (follows) {
+        int expected = lease::no_request;
+        for (;;) {
+          uint32_t seen = l->async_ended.seen();
+          expected = lease::no_request;
+          if (l->async.compare_exchange_strong(expected, lease::request_running,
+                                               std::memory_order_acq_rel))
+            break;
+          l->async_ended.wait(seen, clock::time_point::max());
+        }
+      }
+      r->run();
+      r->unref();
+    });
+  } catch (...) {
+    if (!follows) l->async.store(lease::no_request, std::memory_order_release);
+    r->unref();
+    r->unref();
+    throw;
+  }
+  return r;
+}
+
+void query_request::run() noexcept {
+  std::unique_ptr<result> res;
+  error failure(POOL_OK, "");
+  try {
+    res = pool::query(lease_handle, st, true);
+  } catch (const error &e) {
+    failure = e;
+  } catch (const std::bad_alloc &) {
+    failure = error(POOL_ENOMEM, "out of memory");
+  } catch (...) {
+    failure = error(POOL_ERROR, "unexpected internal exception");
+  }
+  lease *l = pool::checked_out_lease(lease_handle);
+  // The lease is the holder's again before the outcome is seen: a pool_query() right after
+  // pool_request_result() must not find it busy. If the request was cancelled, the cancel
+  // request on its way lands first: it must not reach a later statement.
+  int use = lease::request_running;
+  if (l && !l->async.compare_exchange_strong(use, lease::no_request, std::memory_order_acq_rel)) {
+    for (uint32_t seen = cancel_sent.seen(); cancel_pending.load(std::memory_order_acquire);
+         seen = cancel_sent.seen())
+      cancel_sent.wait(seen, clock::time_point::max());
+    use = l->async.exchange(lease::no_request, std::memory_order_acq_rel);
+  }
+  if (l) l->async_ended.post();
+  if (use == lease::checkin_deferred) {
+    try {
+      pool::checkin(lease_handle);
+    } catch (...) {  // the connection is closed by the checkin whatever it met
+    }
+    return;
+  }
+  if (failure.code() == POOL_OK) complete_with_result(std::move(res));
+  else complete_with_error(failure);
+}
+
+void pool::query_cancelled(query_request &r) noexcept {
+  lease *l = checked_out_lease(r.lease_handle);
+  if (!l) return;
+  r.cancel_pending.store(true, std::memory_order_release);  // before run() can see the cancel
+  auto sent = [&r] {
+    r.cancel_pending.store(false, std::memory_order_release);
+    r.cancel_sent.post();
+  };
+  int running = lease::request_running;
+  if (!l->async.compare_exchange_strong(running, lease::request_cancelled,
+                                        std::memory_order_acq_rel))
+    return sent();  // ended just now
+  pool *p = l->owner;
+  void *connection = l->handle;
+  clock::time_point deadline = clock::now() + seconds(p->opts_.ping_timeout_s);
+  r.ref();  // the job's
+  try {
+    // run() waits for it: the cancel cannot reach a later statement.
+    async_runtime_api::run_blocking([&r, p, connection, deadline, sent] {
+      p->connector_->cancel(connection, deadline);
+      sent();
+      r.unref();
+    });
+  } catch (...) {  // no I/O thread: the statement runs to its end (or query_timeout)
+    sent();
+    r.unref();
+  }
+}
+
+}  // namespace connpool
