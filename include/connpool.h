@@ -647,6 +647,16 @@ CONNPOOL_API int pool_query_params_start(pool_request_t **out, pool_lease_t *lea
  *  epoll or an event loop; owned by the request (do not close or read it), made on the first
  *  call. -1 (errno set) if none can be made, or for a NULL request. */
 CONNPOOL_API int pool_request_fd(const pool_request_t *request);
+/**
+ * Another way to learn of completion, for a loop that watches many requests through one fd
+ * (and for runtimes that can watch a pipe but not an eventfd, such as Node's): when the
+ * request is done (at once if it is done already), the 8 bytes of `token` (host order) are
+ * written to `fd` (a pipe's write end, say), in one write; so the reader learns which
+ * request ended. Once per request. If the pipe is full, the pool's thread waits for room:
+ * read it promptly (a pipe holds 8192 tokens by default; F_SETPIPE_SZ makes room for more).
+ * Returns POOL_OK. Errors: POOL_EINVAL (NULL request, fd < 0), POOL_ESTATE (called twice).
+ */
+CONNPOOL_API int pool_request_notify(pool_request_t *request, int fd, uint64_t token);
 /** 1 once the request is done (its finishing call will not say POOL_ESTATE), 0 while it is
  *  pending, -1 for NULL. */
 CONNPOOL_API int pool_request_done(const pool_request_t *request);

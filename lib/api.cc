@@ -417,6 +417,15 @@ int pool_request_fd(const pool_request_t *request) {
   }
 }
 
+int pool_request_notify(pool_request_t *request, int fd, uint64_t token) {
+  connpool::clear_error();
+  return guard([&] {
+    if (fd < 0) throw connpool::error(POOL_EINVAL, "fd is negative");
+    connpool::request::of_handle(request)->notify(fd, token);
+    return POOL_OK;
+  });
+}
+
 int pool_request_done(const pool_request_t *request) {
   connpool::clear_error();
   try {

@@ -2,12 +2,30 @@
 #include "request.hh"
 
 #include <cerrno>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "fork.hh"
 
 namespace connpool {
+
+namespace {
+
+// All 8 bytes or none (a pipe takes up to PIPE_BUF at once); a full non-blocking pipe is
+// waited for: a completion is never dropped.
+void write_token(int fd, uint64_t token) noexcept {
+  for (;;) {
+    ssize_t n = ::write(fd, &token, sizeof token);
+    if (n == ssize_t(sizeof token) || (n < 0 && errno != EINTR && errno != EAGAIN)) return;
+    if (n < 0 && errno == EAGAIN) {
+      struct pollfd p = {fd, POLLOUT, 0};
+      ::poll(&p, 1, -1);
+    }
+  }
+}
+
+}  // namespace
 
 request::request(kind k) : what(k), generation(fork_guard::generation()) {}
 
@@ -34,7 +52,18 @@ bool request::finish() noexcept {
     ssize_t n = ::write(fd_, &one, sizeof one);  // an eventfd's counter: cannot fill up here
     (void)n;
   }
+  if (notify_fd_ >= 0) write_token(notify_fd_, token_);
   return true;
+}
+
+void request::notify(int fd, uint64_t token) {
+  std::lock_guard<std::mutex> lock(fd_mu_);
+  if (notify_fd_ >= 0) throw error(POOL_ESTATE, "the request has a notification fd already");
+  bool now = state_.load(std::memory_order_acquire) == done_ ||
+             generation != fork_guard::generation();
+  notify_fd_ = fd;
+  token_ = token;
+  if (now) write_token(fd, token);
 }
 
 bool request::complete_with_lease(pool_lease_t *lease) {

@@ -48,6 +48,8 @@ class request : public dispatched {
   // Caller's side.
   bool done() const noexcept;
   int fd();  // -1 with errno if no eventfd can be made
+  // At completion (now, if it is done already), writes `token` to `fd` once.
+  void notify(int fd, uint64_t token);
   // Takes the outcome: POOL_OK and the lease or result, or the error (message and SQLSTATE
   // set for this thread). The caller then unrefs the request.
   int take_lease(pool_lease_t **out);
@@ -66,6 +68,8 @@ class request : public dispatched {
   std::mutex fd_mu_;  // the fd's creation against complete()
   int fd_ = -1;
   uint64_t fd_generation_ = 0;
+  int notify_fd_ = -1;  // fd_mu_: pool_request_notify()
+  uint64_t token_ = 0;
   // The outcome, written before state_ becomes done (release) and read after (acquire).
   error failure_{POOL_OK, ""};
   pool_lease_t *lease_ = nullptr;

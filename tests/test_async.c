@@ -365,6 +365,45 @@ static void a_cancellation_storm_loses_nothing(void **state) {
     assert_int_equal(F.closed, F.opened);
 }
 
+static uint64_t read_token(int fd) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, REQUEST_WAIT_MS) != 1) fail_msg("no token within %d ms", REQUEST_WAIT_MS);
+    uint64_t token = 0;
+    assert_int_equal(read(fd, &token, sizeof token), (ssize_t)sizeof token);
+    return token;
+}
+
+static void one_pipe_tells_which_requests_ended(void **state) {
+    (void)state;
+    pool_t *pool = fake_pool("pool_size=1 max_overflow=0");
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    pool_lease_t *held = checkout(pool);
+    pool_request_t *a = start_checkout(pool, 5000, "a");
+    pool_request_t *b = start_checkout(pool, 5000, "b");
+    assert_ok(pool_request_notify(a, fds[1], 0xa));
+    assert_ok(pool_request_notify(b, fds[1], 0xb));
+    assert_int_equal(pool_request_notify(b, fds[1], 0xb), POOL_ESTATE);  /* once */
+    assert_int_equal(pool_request_notify(NULL, fds[1], 1), POOL_EINVAL);
+    struct pollfd p = {.fd = fds[0], .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 0), 0);  /* nothing ended yet */
+    assert_ok(pool_checkin(held));
+    assert_int_equal(read_token(fds[0]), 0xa);
+    assert_ok(pool_checkin(lease_of(a)));
+    assert_int_equal(read_token(fds[0]), 0xb);
+    pool_lease_t *lease = lease_of(b);
+    /* a request done already writes its token at once */
+    pool_request_t *c = start_checkout(pool, 0, "c");
+    assert_ok(pool_request_notify(c, fds[1], 0xc));
+    assert_int_equal(read_token(fds[0]), 0xc);
+    char msg[256];
+    checkout_fails_with(c, POOL_ETIMEDOUT, msg, sizeof msg);
+    assert_ok(pool_checkin(lease));
+    close(fds[0]);
+    close(fds[1]);
+    assert_ok(pool_dispose(pool));
+}
+
 /* ---------------------------------------------------------------- fork */
 
 struct forked_request {
@@ -640,6 +679,7 @@ int main(void) {
         T(dispose_ends_waiting_requests_with_eclosed),
         T(misuse_is_an_error),
         T(a_cancellation_storm_loses_nothing),
+        T(one_pipe_tells_which_requests_ended),
         T(a_request_pending_at_fork_ends_with_eforked_in_the_child),
         T(a_statement_request_returns_what_pool_query_returns),
         T(a_lease_running_a_request_refuses_other_work),
