@@ -125,7 +125,7 @@ $(B)/tests/headertest-cxx: tests/headertest.c include/connpool.h
 BINDING_TESTS := bindings/python/run-tests.sh bindings/node/run-tests.sh bindings/rust/run-tests.sh
 
 TEST_ALL := $(TEST_BINS) $(B)/tests/test_scrub $(B)/tests/test_handles $(B)/tests/headertest-c $(B)/tests/headertest-cxx \
-	$(B)/examples/dlopen_query $(FUZZ_TARGETS:fuzz_%=$(B)/tests/fuzz_replay_%)
+	$(B)/examples/dlopen_query $(B)/examples/epoll_server $(FUZZ_TARGETS:fuzz_%=$(B)/tests/fuzz_replay_%)
 
 # `make check` installs missing Debian packages first, then builds and runs everything
 # against a throwaway PostgreSQL that tests/with-postgres.sh starts and always stops, with
@@ -141,7 +141,7 @@ check-run: all $(TEST_ALL) check-abi
 
 # valgrind memcheck on the core and fork tests (plain build: valgrind and the sanitizers do not
 # mix). tests/run-valgrind.sh says what counts as a failure.
-VALGRIND_TESTS := test_options test_pool test_lifecycle test_fork
+VALGRIND_TESTS := test_options test_pool test_lifecycle test_fork test_async
 check-valgrind: deps
 	$(MAKE) SAN= all $(VALGRIND_TESTS:%=build/tests/%)
 	tests/with-postgres.sh tests/run-valgrind.sh build $(VALGRIND_TESTS)
@@ -230,6 +230,10 @@ $(B)/bench/bench: bench/bench.c $(B)/libconnpool.so
 	$(CC) -std=c99 -D_GNU_SOURCE -O2 $(WARN) -Iinclude $(PQ_CFLAGS) -pthread -o $@ $< \
 		$(TEST_LDFLAGS) -lconnpool $(PQ_LIBS) -ldl
 
+$(B)/bench/blocking_threads: bench/blocking_threads.c $(B)/libconnpool.so
+	@mkdir -p $(@D)
+	$(CC) -std=c99 -D_GNU_SOURCE -O2 $(WARN) -Iinclude -pthread -o $@ $< $(TEST_LDFLAGS) -lconnpool
+
 # The same library with the fork check compiled out, so the benchmark can show its cost.
 $(B)/bench/nofork/%.o: lib/%.cc
 	@mkdir -p $(@D)
@@ -237,10 +241,17 @@ $(B)/bench/nofork/%.o: lib/%.cc
 $(B)/bench/nofork/libconnpool.so.1: $(LIB_SRCS:lib/%.cc=$(B)/bench/nofork/%.o) $(B)/connpool.map
 	$(CXX) -shared -o $@ $(filter %.o,$^) $(SHARED_LDFLAGS) $(LDFLAGS) $(PQ_LIBS) $(ODBC_LIBS)
 
+# Section 6 (after bench.c's five): 1,000 requests at once on a pool of 10, from one epoll
+# loop (examples/epoll_server.c) and from 1,000 threads on the blocking API, 20 rounds each.
+ASYNC_BENCH := 1000 10 20
 bench: deps
-	$(MAKE) all $(B)/bench/bench $(B)/bench/nofork/libconnpool.so.1
+	$(MAKE) all $(B)/bench/bench $(B)/bench/nofork/libconnpool.so.1 $(B)/examples/epoll_server \
+		$(B)/bench/blocking_threads
 	CONNPOOL_BENCH_NOFORK_LIB=$(abspath $(B)/bench/nofork/libconnpool.so.1) \
 		tests/with-postgres.sh $(B)/bench/bench
+	tests/with-postgres.sh sh -c 'echo; echo "6. 1,000 requests at once on a pool of 10 \
+		(checkout + SELECT 1 + checkin, 20 rounds)"; \
+		$(B)/examples/epoll_server "" $(ASYNC_BENCH) && $(B)/bench/blocking_threads "" $(ASYNC_BENCH)'
 
 # `make soak` (SOAK_SECONDS=60 make soak for a short one): 64 threads against the test server
 # through the fault-injecting proxy, then checks that nothing leaked (bench/soak.c).

@@ -124,8 +124,17 @@ void kick(dispatched *item) noexcept {
         }
       }
       if (!kicks_head_ && due.empty()) {
-        if (timers_.empty()) dispatcher_cv_.wait(lock);
-        else dispatcher_cv_.wait_until(lock, timers_.top().at);
+        if (!timers_.empty()) {
+          dispatcher_cv_.wait_until(lock, timers_.top().at);
+          continue;
+        }
+        // Nothing to do for a while: the thread ends (the next kick starts another), so a
+        // process that stopped using requests can dlclose the library safely.
+        if (dispatcher_cv_.wait_for(lock, idle_exit) == std::cv_status::timeout &&
+            !kicks_head_ && timers_.empty()) {
+          dispatcher_running_ = false;
+          return;
+        }
         continue;
       }
       while (dispatched *item = pop_kick()) {
@@ -151,7 +160,7 @@ void kick(dispatched *item) noexcept {
     for (;;) {
       while (jobs_.empty()) {
         idle_io_++;
-        bool woken = io_cv_.wait_for(lock, std::chrono::seconds(5)) == std::cv_status::no_timeout;
+        bool woken = io_cv_.wait_for(lock, idle_exit) == std::cv_status::no_timeout;
         idle_io_--;
         if (!woken && jobs_.empty()) {
           io_threads_--;
@@ -167,6 +176,8 @@ void kick(dispatched *item) noexcept {
     }
   }
 
+  // How long an idle thread lives on.
+  static constexpr std::chrono::seconds idle_exit{5};
   const uint64_t generation_;
   std::mutex mu_;
   dispatched *kicks_head_ = nullptr, *kicks_tail_ = nullptr;

@@ -10,6 +10,9 @@
 //     a few idle seconds, so there are only as many as there are jobs at once: never more than
 //     the connections of the pools (a job holds a connection or a slot to open one).
 //
+// Every thread ends after 5 idle seconds, so a process that stopped using requests holds none
+// (and may dlclose the library: not while requests are pending or within those seconds).
+//
 // Waiting requests hold no thread: a thousand checkouts queued on a pool of ten are a
 // thousand entries in its wait queue, and ten I/O threads at most.
 //

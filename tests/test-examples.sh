@@ -21,3 +21,9 @@ expect() {
 # suite checks them with the libraries loaded.
 expect "" detect_leaks=0
 expect "odbc:Driver=SQLite3;Database=$CONNPOOL_TEST_SQLITE_DIR/examples.db" detect_leaks=0
+# The event-loop example: 200 requests at once on a pool of 5, 3 rounds each, all served.
+out=$("$dir/examples/epoll_server" "" 200 5 3)
+case $out in
+    "epoll loop, 1 thread: 600 requests (200 at once, pool of 5) in "*) echo "ok: epoll_server: $out" ;;
+    *) echo "test-examples: epoll_server said: $out"; exit 1 ;;
+esac
