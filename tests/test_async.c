@@ -496,6 +496,34 @@ static void a_statement_request_returns_what_pool_query_returns(void **state) {
     assert_ok(pool_dispose(pool));
 }
 
+/* ODBC has no asynchronous mode here: its statements run on the I/O threads all the same. */
+static void requests_work_the_same_through_odbc(void **state) {
+    (void)state;
+    char conninfo[512];
+    snprintf(conninfo, sizeof conninfo, "odbc:Driver=SQLite3;Database=%s/async.db",
+             env_or_fail("CONNPOOL_TEST_SQLITE_DIR"));
+    pool_t *pool;
+    assert_ok(pool_create(&pool, conninfo, "pool_size=1 max_overflow=0"));
+    pool_lease_t *lease = lease_of(start_checkout(pool, 5000, NULL));
+    pool_request_t *queued = start_checkout(pool, 5000, NULL);  /* waits for the one lease */
+    const char *params[] = {"20"};
+    pool_request_t *r = NULL;
+    assert_ok(pool_query_start(&r, lease, "SELECT ? + 22", 1, params));
+    pool_result_t *res = result_of(r);
+    assert_string_equal(pool_result_value(res, 0, 0), "42");
+    pool_result_free(res);
+    assert_ok(pool_query_start(&r, lease, "SELECT * FROM no_such_table", 0, NULL));
+    await_request(r);
+    assert_int_equal(pool_request_result(&res, r), POOL_EQUERY);
+    assert_contains(pool_last_error(), "no_such_table");
+    assert_false(fd_ready(queued, 0));
+    assert_ok(pool_checkin(lease));
+    lease = lease_of(queued);
+    assert_ok(pool_checkin(lease));
+    assert_int_equal(stats_of(pool).opened_total, 1);
+    assert_ok(pool_dispose(pool));
+}
+
 static void a_lease_running_a_request_refuses_other_work(void **state) {
     (void)state;
     char app[64];
@@ -682,6 +710,7 @@ int main(void) {
         T(one_pipe_tells_which_requests_ended),
         T(a_request_pending_at_fork_ends_with_eforked_in_the_child),
         T(a_statement_request_returns_what_pool_query_returns),
+        T(requests_work_the_same_through_odbc),
         T(a_lease_running_a_request_refuses_other_work),
         T(cancelling_a_statement_cancels_it_on_the_server_and_the_lease_stays_usable),
         T(a_thousand_requests_on_a_pool_of_ten_from_one_epoll_loop),
