@@ -1,4 +1,4 @@
-//! Raw FFI declarations of libconnpool 1.1 (`include/connpool.h`), written by hand.
+//! Raw FFI declarations of libconnpool 1.2 (`include/connpool.h`), written by hand.
 //!
 //! Everything here is `unsafe` and follows the header's conventions exactly; its comments are
 //! the reference. The safe API is the `connpool` crate. Types use `std::os::raw` (not
@@ -9,7 +9,7 @@ use std::marker::{PhantomData, PhantomPinned};
 use std::os::raw::{c_char, c_int, c_void};
 
 pub const CONNPOOL_VERSION_MAJOR: c_int = 1;
-pub const CONNPOOL_VERSION_MINOR: c_int = 1;
+pub const CONNPOOL_VERSION_MINOR: c_int = 2;
 pub const CONNPOOL_VERSION_PATCH: c_int = 0;
 
 // Opaque handles (the Rustonomicon's pattern: unsized-like, !Send, !Sync, !Unpin).
@@ -31,6 +31,12 @@ pub struct pool_result_t {
     _private: [u8; 0],
     _marker: PhantomData<(*mut u8, PhantomPinned)>,
 }
+/// A result read in pieces (`pool_stream_open()`; since 1.2).
+#[repr(C)]
+pub struct pool_stream_t {
+    _private: [u8; 0],
+    _marker: PhantomData<(*mut u8, PhantomPinned)>,
+}
 
 // Status codes (enum pool_status; functions return them as int). Append-only.
 pub const POOL_OK: c_int = 0;
@@ -47,11 +53,14 @@ pub const POOL_EFORKED: c_int = -10;
 pub const POOL_ETOOMANYWAITERS: c_int = -11;
 pub const POOL_ERANGE: c_int = -12;
 pub const POOL_EQUERY: c_int = -13;
+/// A typed getter met SQL NULL or a value of another type (since 1.2).
+pub const POOL_ETYPE: c_int = -14;
 
 // enum pool_reset_mode (the `mode` argument of pool_reset_cb).
 pub const POOL_RESET_NONE: c_int = 0;
 pub const POOL_RESET_ROLLBACK: c_int = 1;
 pub const POOL_RESET_COMMIT: c_int = 2;
+pub const POOL_RESET_DISCARD: c_int = 3;
 
 // enum pool_log_level.
 pub const POOL_LOG_OFF: c_int = 0;
@@ -59,6 +68,44 @@ pub const POOL_LOG_ERROR: c_int = 1;
 pub const POOL_LOG_WARN: c_int = 2;
 pub const POOL_LOG_INFO: c_int = 3;
 pub const POOL_LOG_DEBUG: c_int = 4;
+
+// enum pool_type (since 1.2): what a column holds, whatever the backend. Append-only.
+pub const POOL_TYPE_UNKNOWN: c_int = 0;
+pub const POOL_TYPE_BOOL: c_int = 1;
+pub const POOL_TYPE_INT16: c_int = 2;
+pub const POOL_TYPE_INT32: c_int = 3;
+pub const POOL_TYPE_INT64: c_int = 4;
+pub const POOL_TYPE_FLOAT32: c_int = 5;
+pub const POOL_TYPE_FLOAT64: c_int = 6;
+pub const POOL_TYPE_NUMERIC: c_int = 7;
+pub const POOL_TYPE_TEXT: c_int = 8;
+pub const POOL_TYPE_BYTEA: c_int = 9;
+pub const POOL_TYPE_DATE: c_int = 10;
+pub const POOL_TYPE_TIME: c_int = 11;
+pub const POOL_TYPE_TIMESTAMP: c_int = 12;
+pub const POOL_TYPE_TIMESTAMPTZ: c_int = 13;
+pub const POOL_TYPE_INTERVAL: c_int = 14;
+pub const POOL_TYPE_UUID: c_int = 15;
+pub const POOL_TYPE_JSON: c_int = 16;
+pub const POOL_TYPE_ARRAY: c_int = 17;
+
+/// A parameter with its length and type (`pool_query_params()`, `pool_stream_open()`; since
+/// 1.2).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct pool_param_t {
+    /// NULL: SQL NULL.
+    pub value: *const c_void,
+    /// Bytes of `value`, or -1: NUL-terminated text.
+    pub length: i64,
+    /// A `POOL_TYPE_*`: `POOL_TYPE_BYTEA` sends the bytes as binary data, `POOL_TYPE_UNKNOWN`
+    /// lets the server infer the type of the text, any other declares it.
+    pub r#type: c_int,
+}
+
+// Flags of pool_query_params() and pool_stream_open().
+/// Prepare the statement once per connection and reuse it.
+pub const POOL_QUERY_PREPARE: c_int = 1;
 
 /// Number of buckets of `pool_stats_t::wait_le_us`.
 pub const POOL_WAIT_BUCKETS: usize = 6;
@@ -266,6 +313,71 @@ extern "C" {
     pub fn pool_result_free(result: *mut pool_result_t);
     pub fn pool_last_sqlstate() -> *const c_char;
 
+    // ------------------------------------------------------------ typed results (since 1.2)
+    pub fn pool_result_column_type(
+        result: *const pool_result_t,
+        column: c_int,
+        backend_type: *mut i64,
+    ) -> c_int;
+    pub fn pool_result_is_null(result: *const pool_result_t, row: i64, column: c_int) -> c_int;
+    pub fn pool_result_bytes(
+        result: *const pool_result_t,
+        row: i64,
+        column: c_int,
+        len: *mut usize,
+    ) -> *const c_void;
+    pub fn pool_result_length(result: *const pool_result_t, row: i64, column: c_int) -> i64;
+    pub fn pool_result_int64(
+        result: *const pool_result_t,
+        row: i64,
+        column: c_int,
+        out: *mut i64,
+    ) -> c_int;
+    pub fn pool_result_double(
+        result: *const pool_result_t,
+        row: i64,
+        column: c_int,
+        out: *mut f64,
+    ) -> c_int;
+    pub fn pool_result_bool(
+        result: *const pool_result_t,
+        row: i64,
+        column: c_int,
+        out: *mut c_int,
+    ) -> c_int;
+    pub fn pool_result_read(
+        result: *const pool_result_t,
+        first_row: i64,
+        nrows: i64,
+        buf: *mut c_void,
+        buf_len: usize,
+        lengths: *mut i64,
+        needed: *mut usize,
+    ) -> c_int;
+    pub fn pool_result_memory(result: *const pool_result_t) -> usize;
+    pub fn pool_query_params(
+        out: *mut *mut pool_result_t,
+        lease: *mut pool_lease_t,
+        sql: *const c_char,
+        nparams: c_int,
+        params: *const pool_param_t,
+        flags: c_int,
+    ) -> c_int;
+    pub fn pool_stream_open(
+        out: *mut *mut pool_stream_t,
+        lease: *mut pool_lease_t,
+        sql: *const c_char,
+        nparams: c_int,
+        params: *const pool_param_t,
+        flags: c_int,
+    ) -> c_int;
+    pub fn pool_stream_next(
+        out: *mut *mut pool_result_t,
+        stream: *mut pool_stream_t,
+        max_rows: i64,
+    ) -> c_int;
+    pub fn pool_stream_close(stream: *mut pool_stream_t) -> c_int;
+
     // ------------------------------------------------------------ lifecycle and hooks
     pub fn pool_reset(pool: *mut pool_t) -> c_int;
     pub fn pool_wait_ready(pool: *mut pool_t, timeout_ms: i64) -> c_int;
@@ -310,6 +422,16 @@ mod tests {
         let base = &h as *const _ as usize;
         assert_eq!(&h.log_level as *const _ as usize - base, 48);
         assert_eq!(&h.user_data as *const _ as usize - base, 56);
+        // pool_param_t: a pointer, an int64_t, an int padded to 8.
+        assert_eq!(size_of::<pool_param_t>(), 24);
+        let p = pool_param_t {
+            value: std::ptr::null(),
+            length: 0,
+            r#type: 0,
+        };
+        let base = &p as *const _ as usize;
+        assert_eq!(&p.length as *const _ as usize - base, 8);
+        assert_eq!(&p.r#type as *const _ as usize - base, 16);
     }
 
     #[test]
@@ -323,6 +445,8 @@ mod tests {
             );
             let name = CStr::from_ptr(pool_error_name(POOL_EQUERY));
             assert_eq!(name.to_str().unwrap(), "POOL_EQUERY");
+            let name = CStr::from_ptr(pool_error_name(POOL_ETYPE));
+            assert_eq!(name.to_str().unwrap(), "POOL_ETYPE");
         }
     }
 

@@ -39,7 +39,12 @@ pub enum Error {
     /// `POOL_EQUERY`: the statement failed. `sqlstate` is five characters, or empty if the
     /// driver gave none.
     Query { message: String, sqlstate: String },
-    /// Any other code (`POOL_ERANGE`, or one added after this binding was written).
+    /// `POOL_ETYPE`: a typed getter met SQL NULL, or a value of another type or out of the
+    /// Rust type's range. The message names the row, the column (index, name and type) and
+    /// the type asked for. Since 1.2.
+    Type { message: String },
+    /// Any other code (one added after this binding was written, or `POOL_ERANGE`: a row or
+    /// column index out of range, from the typed getters).
     Other { code: i32, message: String },
 }
 
@@ -72,6 +77,7 @@ impl Error {
             sys::POOL_EFORKED => Error::Forked { message },
             sys::POOL_ETOOMANYWAITERS => Error::TooManyWaiters { message },
             sys::POOL_EQUERY => Error::Query { message, sqlstate },
+            sys::POOL_ETYPE => Error::Type { message },
             code => Error::Other { code, message },
         }
     }
@@ -79,6 +85,19 @@ impl Error {
     /// An argument this binding refuses before calling C (a string with a NUL byte).
     pub(crate) fn invalid(message: String) -> Error {
         Error::InvalidArgument { message }
+    }
+
+    /// A value this binding cannot convert (POOL_ETYPE).
+    pub(crate) fn type_error(message: String) -> Error {
+        Error::Type { message }
+    }
+
+    /// A row or column that is not in the result (POOL_ERANGE, as the C getters say).
+    pub(crate) fn out_of_range(message: String) -> Error {
+        Error::Other {
+            code: sys::POOL_ERANGE,
+            message,
+        }
     }
 
     /// The C status code (`POOL_ETIMEDOUT` is -4, ...).
@@ -96,6 +115,7 @@ impl Error {
             Error::Forked { .. } => sys::POOL_EFORKED,
             Error::TooManyWaiters { .. } => sys::POOL_ETOOMANYWAITERS,
             Error::Query { .. } => sys::POOL_EQUERY,
+            Error::Type { .. } => sys::POOL_ETYPE,
             Error::Other { code, .. } => *code,
         }
     }
@@ -123,6 +143,7 @@ impl Error {
             | Error::Forked { message }
             | Error::TooManyWaiters { message }
             | Error::Query { message, .. }
+            | Error::Type { message }
             | Error::Other { message, .. } => message,
         }
     }
@@ -180,7 +201,7 @@ mod tests {
 
     #[test]
     fn every_code_maps_to_its_variant_and_back() {
-        for code in -13..=-1 {
+        for code in -14..=-1 {
             let e = Error::from_parts(code, "m".into(), String::new());
             assert_eq!(e.code(), code);
             let name = e.name();
@@ -199,6 +220,11 @@ mod tests {
             Error::from_parts(-99, String::new(), String::new()).name(),
             "POOL_UNKNOWN"
         );
+        let e = Error::from_parts(sys::POOL_ETYPE, "m".into(), String::new());
+        assert!(matches!(e, Error::Type { .. }));
+        assert_eq!(e.name(), "POOL_ETYPE");
+        let e = Error::out_of_range("row 3".into());
+        assert_eq!((e.code(), e.name()), (sys::POOL_ERANGE, "POOL_ERANGE"));
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Safe Rust binding of libconnpool, a database connection pool behind a C ABI.
 //!
 //! A thin layer: every call goes straight to the C function of the same name
-//! (`include/connpool.h` is the reference); this crate only converts strings, turns status
-//! codes into [`Error`], and gives leases back on `Drop`.
+//! (`include/connpool.h` is the reference); this crate only converts strings and values,
+//! turns status codes into [`Error`], and gives leases back on `Drop`.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -11,15 +11,26 @@
 //! # fn main() -> Result<(), connpool::Error> {
 //! let pool = Pool::new("application_name=demo", &[("pool_size", "4"), ("max_overflow", "0")])?;
 //! let lease = pool.checkout(Some(Duration::from_secs(5)), Some("main"))?;
+//! // Text parameters and values (1.1):
 //! let res = lease.query("SELECT $1::int + 1 AS n", &[Some("41")])?;
-//! assert_eq!(res.rows[0][0].as_deref(), Some("42"));
+//! assert_eq!(res.get(0, 0), Some("42"));
+//! // Typed parameters and values (1.2), in rust-postgres' style:
+//! let res = lease.query_params("SELECT $1::int8 + 1 AS n, $2::text AS t", &[&41i64, &None::<&str>])?;
+//! for row in res.rows() {
+//!     let n: i64 = row.try_get("n")?;
+//!     let t: Option<&str> = row.get(1); // get() panics where try_get() returns the error
+//!     assert_eq!((n, t), (42, None));
+//! }
 //! drop(lease); // checked in
 //! println!("{} checkouts", pool.stats().checkouts_total);
 //! # Ok(()) }
 //! ```
 //!
 //! [`Pool`] is `Send + Sync`: share it between threads by reference (`std::thread::scope`) or
-//! in an `Arc`. A [`Lease`] is `Send` but not `Sync`: one thread uses it at a time.
+//! in an `Arc`. A [`Lease`] is `Send` but not `Sync`: one thread uses it at a time. A
+//! [`QueryResult`] keeps the C library's result and reads its values in place; it is
+//! `Send + Sync`. Values convert to Rust types through [`FromValue`], parameters from Rust
+//! types through [`ToParam`]; [`Lease::stream`] reads a big result in pieces.
 
 use std::ffi::CString;
 use std::fmt;
@@ -31,8 +42,23 @@ use std::time::Duration;
 pub use connpool_sys as sys;
 
 mod error;
+mod param;
+mod result;
+mod row;
+mod stats;
+mod stream;
+mod value;
+
 pub use error::Error;
-use error::{check, copy_cstr};
+pub use param::{Param, ToParam};
+pub use result::{QueryResult, TextRows};
+pub use row::{ColumnIndex, Row, RowIter};
+pub use stats::Stats;
+pub use stream::Stream;
+pub use value::{FromValue, Type, Value};
+
+use error::check;
+use param::CParams;
 
 /// A pool of connections to one database (`pool_t`). Disposed on `Drop`.
 pub struct Pool {
@@ -79,110 +105,11 @@ const _: () = {
         send_sync::<Pool>();
         send::<Lease<'static>>();
         send_sync::<Error>();
+        send_sync::<QueryResult>();
+        send_sync::<Row<'static>>();
+        send::<Stream<'static>>();
     }
 };
-
-/// The rows of a statement, as text (`pool_query()`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct QueryResult {
-    /// Column names, in order.
-    pub columns: Vec<String>,
-    /// One entry per row, one value per column; `None` is SQL NULL.
-    pub rows: Vec<Vec<Option<String>>>,
-    /// Rows inserted, updated or deleted; `None` for other statements or when the driver
-    /// does not say.
-    pub affected: Option<u64>,
-}
-
-impl QueryResult {
-    /// The index of the column named `name`.
-    pub fn column_index(&self, name: &str) -> Option<usize> {
-        self.columns.iter().position(|c| c == name)
-    }
-
-    /// The value at (row, column); `None` for SQL NULL or out of range.
-    pub fn get(&self, row: usize, column: usize) -> Option<&str> {
-        self.rows.get(row)?.get(column)?.as_deref()
-    }
-}
-
-/// A snapshot of a pool's counters (`pool_stats_t`; see the header for each field).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub struct Stats {
-    pub pool_size: i64,
-    pub max_overflow: i64,
-    pub checked_out: i64,
-    pub idle: i64,
-    pub opening: i64,
-    pub overflow: i64,
-    pub waiting: i64,
-    pub opened_total: i64,
-    pub closed_total: i64,
-    pub connect_failures_total: i64,
-    pub checkouts_total: i64,
-    pub timeouts_total: i64,
-    pub wait_total_us: i64,
-    pub wait_max_us: i64,
-    pub inherited_total: i64,
-    pub connect_time_total_us: i64,
-    pub connect_time_max_us: i64,
-    pub waits_total: i64,
-    /// Cumulative histogram of waits: `wait_le_us[i]` waits took at most
-    /// `Stats::WAIT_BUCKET_US[i]` microseconds.
-    pub wait_le_us: [i64; sys::POOL_WAIT_BUCKETS],
-    pub pings_total: i64,
-    pub dead_total: i64,
-    pub recycled_total: i64,
-    pub idle_closed_total: i64,
-    pub invalidated_total: i64,
-    pub reset_closed_total: i64,
-    pub resets_total: i64,
-    pub leaks_total: i64,
-    pub fast_fails_total: i64,
-    pub rejected_total: i64,
-}
-
-impl Stats {
-    /// Upper bounds of the buckets of `wait_le_us`, in microseconds.
-    pub const WAIT_BUCKET_US: [i64; sys::POOL_WAIT_BUCKETS] = sys::POOL_WAIT_BUCKET_US;
-}
-
-impl From<sys::pool_stats_t> for Stats {
-    fn from(s: sys::pool_stats_t) -> Stats {
-        Stats {
-            pool_size: s.pool_size,
-            max_overflow: s.max_overflow,
-            checked_out: s.checked_out,
-            idle: s.idle,
-            opening: s.opening,
-            overflow: s.overflow,
-            waiting: s.waiting,
-            opened_total: s.opened_total,
-            closed_total: s.closed_total,
-            connect_failures_total: s.connect_failures_total,
-            checkouts_total: s.checkouts_total,
-            timeouts_total: s.timeouts_total,
-            wait_total_us: s.wait_total_us,
-            wait_max_us: s.wait_max_us,
-            inherited_total: s.inherited_total,
-            connect_time_total_us: s.connect_time_total_us,
-            connect_time_max_us: s.connect_time_max_us,
-            waits_total: s.waits_total,
-            wait_le_us: s.wait_le_us,
-            pings_total: s.pings_total,
-            dead_total: s.dead_total,
-            recycled_total: s.recycled_total,
-            idle_closed_total: s.idle_closed_total,
-            invalidated_total: s.invalidated_total,
-            reset_closed_total: s.reset_closed_total,
-            resets_total: s.resets_total,
-            leaks_total: s.leaks_total,
-            fast_fails_total: s.fast_fails_total,
-            rejected_total: s.rejected_total,
-        }
-    }
-}
 
 /// `what` as a C string; a NUL byte inside is an [`Error::InvalidArgument`].
 fn cstring(what: &str, s: &str) -> Result<CString, Error> {
@@ -393,8 +320,87 @@ impl Lease<'_> {
             )
         };
         check(rc)?;
-        let result = ResultGuard(raw);
-        Ok(result.read())
+        QueryResult::from_raw(raw, "pool_query")
+    }
+
+    /// Run one statement with typed, binary-safe parameters (`pool_query_params`): see
+    /// [`ToParam`] for the Rust types and what each is sent as (`&[u8]` and `Vec<u8>` as
+    /// bytea, NUL bytes included; numbers and bool as their text, declared as their type;
+    /// strings as text whose type the server infers). `$1`, `$2`... for libpq, `?` for ODBC.
+    ///
+    /// ```no_run
+    /// # fn demo(lease: &connpool::Lease<'_>) -> Result<(), connpool::Error> {
+    /// let blob: &[u8] = b"\0\xff";
+    /// let res = lease.query_params(
+    ///     "INSERT INTO files (id, name, data, note) VALUES ($1, $2, $3, $4)",
+    ///     &[&7i64, &"a.bin", &blob, &None::<&str>],
+    /// )?;
+    /// assert_eq!(res.affected, Some(1));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Errors as [`Lease::query`].
+    pub fn query_params(&self, sql: &str, params: &[&dyn ToParam]) -> Result<QueryResult, Error> {
+        self.run(sql, params, 0)
+    }
+
+    /// [`Lease::query_params`] with `POOL_QUERY_PREPARE`: the connection keeps the statement
+    /// prepared (libpq: a named server-side statement, keyed by the SQL text and the
+    /// parameters' types, at most `statement_cache_size` per connection), so later runs of
+    /// the same SQL on that connection send only its parameters; the first run prepares it.
+    /// Safe through PgBouncer in transaction mode (a statement the server lost is sent
+    /// unprepared outside a transaction; see the header). ODBC: runs unprepared.
+    pub fn query_prepared(&self, sql: &str, params: &[&dyn ToParam]) -> Result<QueryResult, Error> {
+        self.run(sql, params, sys::POOL_QUERY_PREPARE)
+    }
+
+    fn run(&self, sql: &str, params: &[&dyn ToParam], flags: c_int) -> Result<QueryResult, Error> {
+        let sql = cstring("sql", sql)?;
+        let params = CParams::new(params)?;
+        let mut raw = ptr::null_mut();
+        let rc = unsafe {
+            sys::pool_query_params(
+                &mut raw,
+                self.raw.as_ptr(),
+                sql.as_ptr(),
+                params.len(),
+                params.as_ptr(),
+                flags,
+            )
+        };
+        check(rc)?;
+        QueryResult::from_raw(raw, "pool_query_params")
+    }
+
+    /// Run one statement and read its result in pieces of at most `max_rows` rows
+    /// (`pool_stream_open`; parameters as [`Lease::query_params`]): see [`Stream`]. The
+    /// stream borrows the lease mutably until it is dropped or closed: the lease runs nothing
+    /// else meanwhile.
+    ///
+    /// ```no_run
+    /// # fn demo(mut lease: connpool::Lease<'_>) -> Result<(), connpool::Error> {
+    /// let mut total = 0i64;
+    /// for piece in lease.stream("SELECT g FROM generate_series(1, $1) g", &[&1_000_000i64], 1000)? {
+    ///     for row in piece?.rows() {
+    ///         total += row.try_get::<_, i64>(0)?;
+    ///     }
+    /// }
+    /// lease.query("SELECT 1", &[])?; // the stream is closed: the lease works again
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// Errors: as [`Lease::query`] (libpq reports the statement's own failure from the
+    /// stream's pieces, psqlODBC may report it here), and [`Error::InvalidArgument`] for
+    /// `max_rows` 0.
+    pub fn stream(
+        &mut self,
+        sql: &str,
+        params: &[&dyn ToParam],
+        max_rows: usize,
+    ) -> Result<Stream<'_>, Error> {
+        let sql = cstring("sql", sql)?;
+        let params = CParams::new(params)?;
+        Stream::open(self.raw.as_ptr(), &sql, &params, max_rows)
     }
 
     /// Mark the connection unusable (`pool_invalidate`): it is closed at checkin instead of
@@ -445,49 +451,7 @@ impl fmt::Debug for Lease<'_> {
     }
 }
 
-/// Frees a pool_result_t however the copy ends.
-struct ResultGuard(*mut sys::pool_result_t);
-
-impl ResultGuard {
-    fn read(&self) -> QueryResult {
-        let r = self.0 as *const sys::pool_result_t;
-        unsafe {
-            let ncols = sys::pool_result_columns(r).max(0);
-            let nrows = sys::pool_result_rows(r).max(0);
-            let columns = (0..ncols)
-                .map(|c| copy_cstr(sys::pool_result_column_name(r, c)))
-                .collect();
-            let rows = (0..nrows)
-                .map(|row| {
-                    (0..ncols)
-                        .map(|c| {
-                            let v = sys::pool_result_value(r, row, c);
-                            if v.is_null() {
-                                None
-                            } else {
-                                Some(copy_cstr(v))
-                            }
-                        })
-                        .collect()
-                })
-                .collect();
-            let affected = u64::try_from(sys::pool_result_affected(r)).ok();
-            QueryResult {
-                columns,
-                rows,
-                affected,
-            }
-        }
-    }
-}
-
-impl Drop for ResultGuard {
-    fn drop(&mut self) {
-        unsafe { sys::pool_result_free(self.0) }
-    }
-}
-
-/// The library's version at run time (`pool_version_string`), e.g. `"1.1.0"`.
+/// The library's version at run time (`pool_version_string`), e.g. `"1.2.0"`.
 pub fn version() -> &'static str {
     unsafe { std::ffi::CStr::from_ptr(sys::pool_version_string()) }
         .to_str()
