@@ -3,6 +3,7 @@
 #ifndef CONNPOOL_ASYNC_REQUESTS_HH
 #define CONNPOOL_ASYNC_REQUESTS_HH
 
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -35,8 +36,15 @@ class query_request final : public request {
  public:
   query_request(pool_lease_t *lease, const char *sql, int nparams, const pool_param_t *params,
                 int flags);
-  void step() override {}  // never dispatched: it runs on an I/O thread
-  void run() noexcept;     // on the I/O thread
+  // Sends the statement without waiting if the connector can (then the dispatcher moves it
+  // on: step()); false if it cannot, and run() must run it on an I/O thread. Throws as
+  // pool_query() for a statement that could not be sent.
+  bool send();
+  void step() override;  // the dispatcher: its socket is ready, or its deadline passed
+  void run() noexcept;   // on an I/O thread: the blocking query
+  // The outcome: the lease is the holder's again (or checked in, if that was deferred), then
+  // the request completes.
+  void conclude(std::unique_ptr<result> res, const error &failure) noexcept;
 
   pool_lease_t *const lease_handle;
   statement st;
@@ -45,6 +53,15 @@ class query_request final : public request {
   std::atomic<bool> cancel_pending{false};
   wake_signal cancel_sent;
 
+ private:
+  std::unique_ptr<pending_statement> pending_;  // sent without waiting (send())
+  clock::time_point deadline_ = clock::time_point::max();  // query_timeout
+  int fd_ = -1;
+  std::mutex step_mu_;
+  bool finished_ = false;  // step_mu_: the answer is in (or the deadline passed)
+  bool timer_set_ = false;  // step_mu_
+
+ public:
  private:
   std::string sql_;
   std::vector<std::string> values_;

@@ -1,8 +1,12 @@
 // The dispatcher and the I/O threads of asynchronous requests (async_runtime.hh).
 #include "async_runtime.hh"
 
+#include <algorithm>
 #include <cerrno>
 #include <condition_variable>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -19,18 +23,61 @@ namespace connpool {
 // it inherited is never touched again, whatever state a parent's thread left it in.
 class async_runtime {
  public:
-  explicit async_runtime(uint64_t generation) : generation_(generation) {}
+  explicit async_runtime(uint64_t generation) : generation_(generation) {
+    epoll_ = epoll_create1(EPOLL_CLOEXEC);
+    wake_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    struct epoll_event ev = {};
+    ev.events = EPOLLIN;
+    ev.data.ptr = nullptr;  // the wake-up
+    if (epoll_ < 0 || wake_ < 0 || epoll_ctl(epoll_, EPOLL_CTL_ADD, wake_, &ev) != 0) {
+      int e = errno;
+      if (epoll_ >= 0) ::close(epoll_);
+      if (wake_ >= 0) ::close(wake_);
+      throw error(POOL_ENOMEM, std::string("cannot make the dispatcher's epoll: ") +
+                                   std::strerror(e));
+    }
+  }
 
   static async_runtime &current();
 
-  void prepare() { async_runtime::current(); }
-void kick(dispatched *item) noexcept {
+  void kick(dispatched *item) noexcept {
     std::lock_guard<std::mutex> lock(mu_);
     if (item->kicked_) return;
     item->ref();
     push_kick(item);
     start_dispatcher_locked();
-    dispatcher_cv_.notify_one();
+    wake_locked();
+  }
+
+  void watch(dispatched *item, int fd, bool for_write) {
+    std::lock_guard<std::mutex> lock(mu_);
+    struct epoll_event ev = {};
+    ev.events = uint32_t(EPOLLONESHOT) | uint32_t(EPOLLIN) | (for_write ? uint32_t(EPOLLOUT) : 0u);
+    ev.data.ptr = item;
+    // A fd seen before stays registered, disabled, after its one shot: re-armed.
+    if (epoll_ctl(epoll_, EPOLL_CTL_MOD, fd, &ev) != 0 &&
+        (errno != ENOENT || epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &ev) != 0))
+      throw error(POOL_ERROR, std::string("cannot watch a connection's socket: ") +
+                                  std::strerror(errno));
+    if (!item->watched_) {
+      item->ref();  // the watch's, until its event is stepped
+      watches_++;
+      item->watched_ = true;
+    }
+    start_dispatcher_locked();
+  }
+
+  void unwatch(dispatched *item, int fd) noexcept {
+    struct epoll_event ev = {};
+    bool armed;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      epoll_ctl(epoll_, EPOLL_CTL_DEL, fd, &ev);
+      armed = item->watched_;
+      if (armed) watches_--;
+      item->watched_ = false;
+    }
+    if (armed) item->unref();
   }
 
   // Dispatcher thread only (steps run there), or a kick's first step.
@@ -41,7 +88,7 @@ void kick(dispatched *item) noexcept {
     item->ref();
     timers_.push(timer{at, stamp, item});
     start_dispatcher_locked();
-    dispatcher_cv_.notify_one();
+    wake_locked();
   }
 
   void run_blocking(std::function<void()> job) {
@@ -69,6 +116,15 @@ void kick(dispatched *item) noexcept {
     dispatched *item;
     bool operator>(const timer &o) const { return at > o.at; }
   };
+
+  // mu_: the dispatcher, if asleep in epoll_wait, looks again.
+  void wake_locked() noexcept {
+    if (!dispatcher_sleeping_) return;
+    uint64_t one = 1;
+    ssize_t n = ::write(wake_, &one, sizeof one);
+    (void)n;
+    dispatcher_sleeping_ = false;  // one write is enough until it sleeps again
+  }
 
   // mu_
   void push_kick(dispatched *item) noexcept {
@@ -124,18 +180,41 @@ void kick(dispatched *item) noexcept {
         }
       }
       if (!kicks_head_ && due.empty()) {
-        if (!timers_.empty()) {
-          dispatcher_cv_.wait_until(lock, timers_.top().at);
-          continue;
+        int timeout_ms = -1;
+        if (!timers_.empty())
+          timeout_ms = int(std::min<int64_t>(
+              std::chrono::duration_cast<std::chrono::microseconds>(timers_.top().at - now)
+                      .count() / 1000 + 1,
+              60000));
+        else if (watches_ == 0)
+          timeout_ms = int(std::chrono::milliseconds(idle_exit).count());
+        dispatcher_sleeping_ = true;
+        lock.unlock();
+        struct epoll_event events[64];
+        int n = epoll_wait(epoll_, events, 64, timeout_ms);
+        lock.lock();
+        dispatcher_sleeping_ = false;
+        for (int i = 0; i < n; i++) {
+          auto *item = static_cast<dispatched *>(events[i].data.ptr);
+          if (!item) {
+            uint64_t count;
+            ssize_t r = ::read(wake_, &count, sizeof count);
+            (void)r;
+            continue;
+          }
+          if (!item->watched_) continue;  // unwatched meanwhile: its reference is gone
+          item->watched_ = false;
+          watches_--;
+          if (item->kicked_) due.push_back(item);  // merged with its kick: drop the watch's ref
+          else push_kick(item);                    // the watch's reference goes with the kick
         }
         // Nothing to do for a while: the thread ends (the next kick starts another), so a
         // process that stopped using requests can dlclose the library safely.
-        if (dispatcher_cv_.wait_for(lock, idle_exit) == std::cv_status::timeout &&
-            !kicks_head_ && timers_.empty()) {
+        if (n == 0 && timeout_ms >= 0 && timers_.empty() && watches_ == 0 && !kicks_head_) {
           dispatcher_running_ = false;
           return;
         }
-        continue;
+        if (!kicks_head_ && due.empty()) continue;
       }
       while (dispatched *item = pop_kick()) {
         lock.unlock();
@@ -183,7 +262,9 @@ void kick(dispatched *item) noexcept {
   dispatched *kicks_head_ = nullptr, *kicks_tail_ = nullptr;
   std::priority_queue<timer, std::vector<timer>, std::greater<timer>> timers_;
   bool dispatcher_running_ = false;
-  std::condition_variable dispatcher_cv_;
+  bool dispatcher_sleeping_ = false;  // in epoll_wait, to be woken through wake_
+  int epoll_ = -1, wake_ = -1;        // the dispatcher's: sockets watched, and the wake-up
+  int64_t watches_ = 0;               // sockets armed and not yet stepped
   std::deque<std::function<void()>> jobs_;
   int64_t io_threads_ = 0, idle_io_ = 0;
   std::condition_variable io_cv_;
@@ -210,6 +291,10 @@ void kick(dispatched *item) noexcept { async_runtime::current().kick(item); }
 void set_timer(dispatched *item, clock::time_point at) {
   async_runtime::current().set_timer(item, at);
 }
+void watch(dispatched *item, int fd, bool for_write) {
+  async_runtime::current().watch(item, fd, for_write);
+}
+void unwatch(dispatched *item, int fd) noexcept { async_runtime::current().unwatch(item, fd); }
 void run_blocking(std::function<void()> job) {
   async_runtime::current().run_blocking(std::move(job));
 }

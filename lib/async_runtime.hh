@@ -1,10 +1,12 @@
 // The threads that carry asynchronous requests (pool_*_start) in this process, so that the
 // caller's thread never blocks:
 //
-//   - the dispatcher, one thread: runs the steps of requests that wait (a waiting checkout's
-//     turn in the pool's queue, under the pool lock: short, never I/O), when they are kicked
-//     (a checkin handed them a connection, a slot freed, dispose) or when a timer they set
-//     comes due (their deadline, the queue's hand-off rule, pool_overflow_after);
+//   - the dispatcher, one thread on an epoll: runs the steps of requests that wait (a waiting
+//     checkout's turn in the pool's queue, under the pool lock: short, never blocking I/O),
+//     when they are kicked (a checkin handed them a connection, a slot freed, dispose), when
+//     a timer they set comes due (their deadline, the queue's hand-off rule,
+//     pool_overflow_after), or when a socket they watch is ready (a libpq statement sent
+//     without waiting: its answer is read here, without a thread of its own);
 //   - I/O threads: run what blocks (a connect, a pre-ping, an on_checkout hook, a statement,
 //     a cancel request), one job each. They are started when no idle one is left and end after
 //     a few idle seconds, so there are only as many as there are jobs at once: never more than
@@ -50,6 +52,7 @@ class dispatched {
   std::atomic<int32_t> refs_{1};
   bool kicked_ = false;   // the runtime's lock: in the kick list
   dispatched *next_kick_ = nullptr;  // the runtime's lock: the kick list (no allocation)
+  bool watched_ = false;  // the runtime's lock: a watch is armed (and holds a reference)
   uint64_t timer_stamp_ = 0;  // dispatcher thread: which of its timers is the current one
 };
 
@@ -63,6 +66,11 @@ void kick(dispatched *item) noexcept;
 // Called by a step: runs `item->step()` again at `at` unless kicked before (a later call
 // replaces the timer; max(): none).
 void set_timer(dispatched *item, clock::time_point at);
+// Runs `item->step()` once `fd` is readable (or, for_write, writable too): one shot, armed
+// again by another call. Throws error(POOL_ERROR) if epoll refuses the fd.
+void watch(dispatched *item, int fd, bool for_write);
+// Forgets item's fd (before it is closed or used elsewhere), and its watch if one is armed.
+void unwatch(dispatched *item, int fd) noexcept;
 // Runs `job` on an I/O thread. Throws std::bad_alloc or error(POOL_ENOMEM) if no thread can
 // be started (the caller has not given the job away then).
 void run_blocking(std::function<void()> job);

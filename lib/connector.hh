@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "connpool.h"
+#include "error.hh"
 #include "options.hh"
 #include "result.hh"
 
@@ -34,6 +35,22 @@ enum class liveness {
 // (notices, warnings, the announcement of a session's end), already free of passwords.
 // Called on the thread that uses the connection, never under the pool lock.
 using log_fn = void (*)(void *context, int level, const char *message) noexcept;
+
+// A statement sent without waiting for its answer (connector::send), moved on by whoever
+// watches its socket: the dispatcher of asynchronous requests (async_runtime.hh).
+class pending_statement {
+ public:
+  enum class need { read, write, done };  // what it waits for next
+  virtual ~pending_statement() = default;
+  virtual int socket() const noexcept = 0;
+  // Takes what arrived, sends what it can, never waits: what it needs next.
+  virtual need advance() noexcept = 0;
+  // Once advance() said done: the result, or throws as query() does.
+  virtual std::unique_ptr<result> finish() = 0;
+  // The deadline passed first: asks the server to cancel it (waiting at most the cancel
+  // timeout) and returns query()'s timeout error; the connection is abandoned.
+  virtual error timed_out() = 0;
+};
 
 class connector {
  public:
@@ -83,6 +100,16 @@ class connector {
   // nothing else until the stream is closed. Errors as query().
   virtual std::unique_ptr<row_stream> stream(void *handle, const statement &st,
                                              clock::time_point deadline) = 0;
+  // Sends one statement as query() would and returns at once (query() then runs as
+  // advance() and finish() say), or nullptr if this connector (or this statement) has no such
+  // way: the caller runs query() on a thread of its own instead. Errors as query().
+  virtual std::unique_ptr<pending_statement> send(void *handle, const statement &st,
+                                                  clock::time_point deadline) {
+    (void)handle;
+    (void)st;
+    (void)deadline;
+    return nullptr;
+  }
   // Asks the server to cancel the statement that query() runs on `handle` now, from another
   // thread; true if the request was taken before `deadline`. The query then fails (57014)
   // and the connection stays usable. A connector that cannot returns false: the statement

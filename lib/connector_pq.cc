@@ -267,6 +267,8 @@ class pq_connector final : public connector {
 
   std::unique_ptr<row_stream> stream(void *handle, const statement &st,
                                      clock::time_point deadline) override;
+  std::unique_ptr<pending_statement> send(void *handle, const statement &st,
+                                          clock::time_point deadline) override;
 
   // Safe only because the socket now points at /dev/null: PQfinish's Terminate message (and
   // TLS close_notify) fail with ENOTSOCK instead of ending the parent's session. Measured to
@@ -369,6 +371,12 @@ class pq_connector final : public connector {
     if (PQsetnonblocking(conn, 1) == 0 && send()) sent = await_results(conn, deadline);
     if (sent == outcome::timed_out) throw timed_out(conn, start, deadline);
     if (sent == outcome::lost && PQisBusy(conn)) throw lost(conn);
+    return collect(conn);
+  }
+
+ public:
+  // The results once complete: as PQexecParams, the last one, unless an earlier one failed.
+  static pq_result_ptr collect(PGconn *conn) {
     PQsetnonblocking(conn, 0);
     pq_result_ptr res = own(nullptr);
     while (PGresult *next = PQgetResult(conn)) {
@@ -377,6 +385,8 @@ class pq_connector final : public connector {
     }
     return res;
   }
+
+ private:
 
   // Prepared statements the cache dropped, deallocated once the connection is outside a
   // transaction (where a failure cannot abort the application's work). Failures are
@@ -632,6 +642,51 @@ std::unique_ptr<row_stream> pq_connector::stream(void *handle, const statement &
     throw error(POOL_EQUERY, "libpq refused single-row mode for the stream");
   }
   return std::make_unique<pq_stream>(*this, conn);
+}
+
+// An unnamed statement sent in non-blocking mode, moved on by the dispatcher: the steps of
+// pq_connector::run() with the waiting taken out.
+class pq_pending final : public pending_statement {
+ public:
+  pq_pending(const pq_connector &owner, PGconn *conn, const statement &st,
+             clock::time_point deadline)
+      : owner_(owner), conn_(conn), deadline_(deadline) {
+    if (deadline != clock::time_point::max()) start_ = clock::now();
+    pq_params p(st);
+    lost_ = !(PQsetnonblocking(conn, 1) == 0 &&
+              PQsendQueryParams(conn, st.sql, st.nparams, p.types.data(), p.values.data(),
+                                p.lengths.data(), p.formats.data(), 0));
+  }
+  int socket() const noexcept override { return PQsocket(conn_); }
+  need advance() noexcept override {
+    if (lost_) return need::done;
+    int unsent = PQflush(conn_);
+    if (unsent < 0 || !PQconsumeInput(conn_)) {
+      lost_ = true;
+      return need::done;
+    }
+    if (unsent == 0 && !PQisBusy(conn_)) return need::done;
+    return unsent ? need::write : need::read;
+  }
+  std::unique_ptr<result> finish() override {
+    if (lost_ && PQisBusy(conn_)) throw owner_.lost(conn_);
+    return make_pq_result(owner_.checked(conn_, pq_connector::collect(conn_)));
+  }
+  error timed_out() override { return owner_.timed_out(conn_, start_, deadline_); }
+
+ private:
+  const pq_connector &owner_;
+  PGconn *conn_;
+  clock::time_point start_{}, deadline_;
+  bool lost_ = false;
+};
+
+std::unique_ptr<pending_statement> pq_connector::send(void *handle, const statement &st,
+                                                      clock::time_point deadline) {
+  auto *s = static_cast<session *>(handle);
+  // Prepared: several round trips (and the cache's bookkeeping) run on an I/O thread.
+  if (st.prepare && s->statements.capacity() != 0) return nullptr;
+  return std::make_unique<pq_pending>(*this, s->conn, st, deadline);
 }
 
 }  // namespace

@@ -28,6 +28,7 @@
 #include <string>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -136,6 +137,14 @@ class pool final : private fork_guard::participant {
   // on_request: run by a query request's I/O thread (query_async.cc).
   static std::unique_ptr<result> query(pool_lease_t *handle, const statement &st,
                                        bool on_request = false);
+  // For a statement request sent without waiting (query_async.cc): the checks and the send
+  // of query(), deadline set from query_timeout; nullptr if the connector cannot send so.
+  // under_statement_policy(): what query() does with a failure (timeout, lost server).
+  static std::unique_ptr<pending_statement> send_statement(pool_lease_t *handle,
+                                                           const statement &st,
+                                                           clock::time_point &deadline);
+  static std::unique_ptr<result> under_statement_policy(
+      pool_lease_t *handle, const std::function<std::unique_ptr<result>()> &work);
   // Asynchronous statements (query_async.cc).
   static request *query_start(pool_lease_t *handle, const char *sql, int nparams,
                               const pool_param_t *params, int flags);

@@ -62,6 +62,22 @@ std::unique_ptr<result> pool::query(pool_lease_t *handle, const statement &st,
   });
 }
 
+std::unique_ptr<pending_statement> pool::send_statement(pool_lease_t *handle,
+                                                       const statement &st,
+                                                       clock::time_point &deadline) {
+  lease *l = ready_for_statement(lease_of(handle));  // its request holds it already
+  l->ran_queries = true;
+  deadline = deadline_of(l->owner->opts_.query_timeout_s);
+  return with_statement_policy(handle, l, [&] {
+    return l->owner->connector_->send(l->handle, st, deadline);
+  });
+}
+
+std::unique_ptr<result> pool::under_statement_policy(
+    pool_lease_t *handle, const std::function<std::unique_ptr<result>()> &work) {
+  return with_statement_policy(handle, lease_of(handle), work);
+}
+
 std::unique_ptr<row_stream> pool::stream_open(pool_lease_t *handle, const statement &st) {
   lease *l = ready_for_statement(idle_lease(handle));
   if (l->streaming)

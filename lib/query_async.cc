@@ -16,6 +16,24 @@
 
 namespace connpool {
 
+namespace {
+
+error current_error() {
+  try {
+    throw;
+  } catch (const error &e) {
+    return e;
+  } catch (const std::bad_alloc &) {
+    return error(POOL_ENOMEM, "out of memory");
+  } catch (const std::exception &e) {
+    return error(POOL_ERROR, e.what());
+  } catch (...) {
+    return error(POOL_ERROR, "unexpected internal exception");
+  }
+}
+
+}  // namespace
+
 query_request::query_request(pool_lease_t *lease, const char *sql, int nparams,
                              const pool_param_t *params, int flags)
     : request(kind::query), lease_handle(lease), sql_(sql) {
@@ -69,6 +87,14 @@ request *pool::query_start(pool_lease_t *handle, const char *sql, int nparams,
     }
     follows = true;
   }
+  if (!follows) {
+    try {
+      if (r->send()) return r;  // on its way; the dispatcher reads the answer
+    } catch (...) {
+      r->conclude(nullptr, current_error());  // failed to send: done already
+      return r;
+    }
+  }
   r->ref();  // the job's
   try {
     async_runtime_api::run_blocking([r, l, follows] {
@@ -100,13 +126,89 @@ void query_request::run() noexcept {
   error failure(POOL_OK, "");
   try {
     res = pool::query(lease_handle, st, true);
-  } catch (const error &e) {
-    failure = e;
-  } catch (const std::bad_alloc &) {
-    failure = error(POOL_ENOMEM, "out of memory");
   } catch (...) {
-    failure = error(POOL_ERROR, "unexpected internal exception");
+    failure = current_error();
   }
+  conclude(std::move(res), failure);
+}
+
+bool query_request::send() {
+  pending_ = pool::send_statement(lease_handle, st, deadline_);
+  if (!pending_) return false;
+  fd_ = pending_->socket();
+  step();  // sends what the socket takes now, and watches it for the rest (and its deadline)
+  return true;
+}
+
+void query_request::step() {
+  // The dispatcher, and the first step on the starting thread: one at a time.
+  std::lock_guard<std::mutex> lock(step_mu_);
+  if (!pending_ || finished_) return;  // on an I/O thread, or a stale timer or event
+  std::unique_ptr<result> res;
+  error failure(POOL_OK, "");
+  if (clock::now() >= deadline_) {  // the cancel waits for the server: not on the dispatcher
+    finished_ = true;
+    async_runtime_api::unwatch(this, fd_);
+    ref();  // the job's
+    try {
+      async_runtime_api::run_blocking([this] {
+        error timeout = pending_->timed_out();
+        std::unique_ptr<result> none;
+        error outcome(POOL_OK, "");
+        try {
+          none = pool::under_statement_policy(lease_handle, [&]() -> std::unique_ptr<result> {
+            throw timeout;
+          });
+        } catch (...) {
+          outcome = current_error();
+        }
+        conclude(nullptr, outcome);
+        unref();
+      });
+    } catch (...) {
+      unref();
+      conclude(nullptr, pending_->timed_out());
+    }
+    return;
+  }
+  pending_statement::need next = pending_->advance();
+  if (next != pending_statement::need::done) {
+    try {
+      if (!timer_set_ && deadline_ != clock::time_point::max()) {
+        async_runtime_api::set_timer(this, deadline_);
+        timer_set_ = true;
+      }
+      async_runtime_api::watch(this, fd_, next == pending_statement::need::write);
+      return;
+    } catch (...) {
+      failure = current_error();
+    }
+  } else {
+    try {
+      res = pool::under_statement_policy(lease_handle, [this] { return pending_->finish(); });
+    } catch (...) {
+      failure = current_error();
+    }
+  }
+  finished_ = true;
+  async_runtime_api::unwatch(this, fd_);
+  async_runtime_api::set_timer(this, clock::time_point::max());
+  if (!cancel_pending.load(std::memory_order_acquire)) return conclude(std::move(res), failure);
+  // Cancelled: the cancel request being sent is waited for, on an I/O thread.
+  ref();
+  auto *held = res.release();
+  try {
+    async_runtime_api::run_blocking([this, held, failure] {
+      conclude(std::unique_ptr<result>(held), failure);
+      unref();
+    });
+  } catch (...) {
+    unref();
+    conclude(std::unique_ptr<result>(held), failure);
+  }
+}
+
+void query_request::conclude(std::unique_ptr<result> res, const error &failure) noexcept {
   lease *l = pool::checked_out_lease(lease_handle);
   // The lease is the holder's again before the outcome is seen: a pool_query() right after
   // pool_request_result() must not find it busy. If the request was cancelled, the cancel
