@@ -603,10 +603,13 @@ CONNPOOL_API int pool_stream_close(pool_stream_t *stream);
  * Where the waiting happens: nowhere, for a checkout that waits for a connection: it is a
  * place in the pool's one queue, served in the same order and by the same rule as blocking
  * checkouts (no thread per waiting request: a thousand of them on a pool of ten hold no
- * thread). What blocks runs on threads the library starts and stops itself: a connect
- * (including the DNS lookup, which no driver can make without blocking), a pre-ping, the
- * on_checkout hook, and each statement, one thread per statement in flight. So there are at
- * most as many such threads as connections, for every connector alike (libpq, ODBC, custom).
+ * thread). A libpq statement is sent at once and its answer read by the library's one
+ * dispatcher thread, which watches every such socket. What blocks runs on threads the
+ * library starts and stops itself: a connect (including the DNS lookup, which no driver can
+ * make without blocking), a pre-ping, the on_checkout hook, a prepared statement
+ * (POOL_QUERY_PREPARE) and every statement of ODBC and custom connectors, one thread per
+ * operation in flight. So there are at most as many such threads as connections, and every
+ * thread ends after 5 idle seconds.
  *
  * Cancellation (pool_request_cancel()) ends a request at once and loses nothing: a checkout
  * that was handed a connection, or whose connect was in flight, gives the connection back to

@@ -596,6 +596,89 @@ static void cancelling_a_statement_cancels_it_on_the_server_and_the_lease_stays_
     PQfinish(monitor);
 }
 
+/* query_timeout bounds a request's statement as it bounds pool_query's, with the same error. */
+static void a_statement_past_query_timeout_fails_as_pool_query_does(void **state) {
+    (void)state;
+    char app[64];
+    test_app_name(app, sizeof app, "async_qtimeout");
+    pool_t *pool = pg_pool(app, "pool_size=1 query_timeout=0.1");
+    pool_lease_t *lease = checkout(pool);
+    pool_request_t *r = NULL;
+    int64_t t0 = now_ms();
+    assert_ok(pool_query_start(&r, lease, "SELECT pg_sleep(30)", 0, NULL));
+    await_request(r);
+    pool_result_t *res = NULL;
+    assert_int_equal(pool_request_result(&res, r), POOL_ETIMEDOUT);
+    assert_contains(pool_last_error(), "query did not finish within 0.10 s (query_timeout)");
+    assert_true(now_ms() - t0 < 5000);
+    /* abandoned, as after pool_query's timeout */
+    assert_int_equal(pool_query(&res, lease, "SELECT 1", 0, NULL), POOL_ESTATE);
+    assert_contains(pool_last_error(), "timed out");
+    assert_ok(pool_checkin(lease));
+    assert_int_equal(stats_of(pool).invalidated_total, 1);
+    assert_ok(pool_dispose(pool));
+}
+
+/* The server ends the session under a running request: SQLSTATE 08, the lease invalidated. */
+static void a_session_lost_under_a_request_invalidates_the_lease(void **state) {
+    (void)state;
+    char app[64];
+    test_app_name(app, sizeof app, "async_lost");
+    pool_t *pool = pg_pool(app, "pool_size=1");
+    PGconn *monitor = monitor_connect();
+    pool_lease_t *lease = checkout(pool);
+    struct active_probe probe = {monitor, (int)backend_pid_of(lease)};
+    pool_request_t *r = NULL;
+    assert_ok(pool_query_start(&r, lease, "SELECT pg_sleep(30)", 0, NULL));
+    assert_true(await_true(sleeping, &probe, REQUEST_WAIT_MS));
+    terminate_backend(monitor, probe.pid);
+    await_request(r);
+    pool_result_t *res = NULL;
+    assert_int_equal(pool_request_result(&res, r), POOL_EQUERY);
+    assert_int_equal(strncmp(pool_last_sqlstate(), "57P01", 5) == 0 ||
+                         strncmp(pool_last_sqlstate(), "08", 2) == 0, 1);
+    assert_contains(pool_last_error(), "check the lease in");
+    assert_ok(pool_checkin(lease));
+    pool_stats_t st = stats_of(pool);
+    assert_int_equal(st.idle, 0);
+    assert_int_equal(st.checked_out, 0);
+    lease = checkout(pool);  /* a new session */
+    assert_true(backend_pid_of(lease) != probe.pid);
+    assert_ok(pool_checkin(lease));
+    assert_ok(pool_dispose(pool));
+    PQfinish(monitor);
+}
+
+struct forked_statement {
+    pool_request_t *request;
+};
+
+static int child_sees_the_statement_forked(void *arg) {
+    struct forked_statement *f = arg;
+    CHILD_REQUIRE(pool_request_done(f->request) == 1, "done");
+    pool_result_t *res = NULL;
+    int rc = pool_request_result(&res, f->request);
+    CHILD_REQUIRE(rc == POOL_EFORKED, "%s", pool_error_name(rc));
+    return 0;
+}
+
+static void a_statement_pending_at_fork_ends_with_eforked_in_the_child(void **state) {
+    (void)state;
+    char app[64];
+    test_app_name(app, sizeof app, "async_forkq");
+    pool_t *pool = pg_pool(app, "pool_size=1");
+    pool_lease_t *lease = checkout(pool);
+    struct forked_statement f = {NULL};
+    assert_ok(pool_query_start(&f.request, lease, "SELECT pg_sleep(0.3), 5", 0, NULL));
+    struct outcome o = run_child(VIA_FORK, child_sees_the_statement_forked, &f, END__EXIT);
+    if (!WIFEXITED(o.status) || WEXITSTATUS(o.status) != 0) fail_msg("child: %s", o.out);
+    pool_result_t *res = result_of(f.request);  /* the parent's statement went on untouched */
+    assert_string_equal(pool_result_value(res, 0, 1), "5");
+    pool_result_free(res);
+    assert_ok(pool_checkin(lease));
+    assert_ok(pool_dispose(pool));
+}
+
 static int threads_of_this_process(void) {
     DIR *d = opendir("/proc/self/task");
     assert_non_null(d);
@@ -713,6 +796,9 @@ int main(void) {
         T(requests_work_the_same_through_odbc),
         T(a_lease_running_a_request_refuses_other_work),
         T(cancelling_a_statement_cancels_it_on_the_server_and_the_lease_stays_usable),
+        T(a_statement_past_query_timeout_fails_as_pool_query_does),
+        T(a_session_lost_under_a_request_invalidates_the_lease),
+        T(a_statement_pending_at_fork_ends_with_eforked_in_the_child),
         T(a_thousand_requests_on_a_pool_of_ten_from_one_epoll_loop),
         T(a_start_against_a_black_hole_returns_at_once_and_ends_by_its_deadline),
     };
