@@ -231,6 +231,37 @@ static void parameters_travel_as_unnamed_statements_over_shared_server_connectio
     PQfinish(admin);
 }
 
+/* POOL_QUERY_PREPARE through PgBouncer 1.18 in transaction mode, which knows nothing of
+ * prepared statements: a session's next transaction may run on a server connection that
+ * never saw its statement (26000), or on one where another client prepared a statement of the
+ * same name (impossible: the names carry the pid and a random number). Every answer must be
+ * right anyway: the pool forgets the statement and runs it unnamed. */
+static void prepared_statements_stay_correct_over_shared_server_connections(void **state) {
+    (void)state;
+    char app[64];
+    test_app_name(app, sizeof app, "pgb_prepare");
+    pool_t *pool = bouncer_pool(app, NULL, "pool_size=10 max_overflow=0");
+    pool_lease_t *leases[PARAM_LEASES];
+    for (int i = 0; i < PARAM_LEASES; i++) leases[i] = checkout(pool);
+    for (int round = 0; round < PARAM_ROUNDS; round++) {
+        for (int i = 0; i < PARAM_LEASES; i++) {
+            char a[16];
+            snprintf(a, sizeof a, "%d", round * 100 + i);
+            pool_param_t p = {a, -1, POOL_TYPE_INT32};
+            pool_result_t *res = NULL;
+            int rc = pool_query_params(&res, leases[i], "SELECT $1 * 2", 1, &p, POOL_QUERY_PREPARE);
+            if (rc != POOL_OK) fail_msg("round %d lease %d: %s", round, i, pool_last_error());
+            int64_t got = 0;
+            assert_ok(pool_result_int64(res, 0, 0, &got));
+            assert_int_equal(got, (round * 100 + i) * 2);
+            pool_result_free(res);
+        }
+    }
+    for (int i = 0; i < PARAM_LEASES; i++) assert_ok(pool_checkin(leases[i]));
+    assert_int_equal(stats_of(pool).opened_total, PARAM_LEASES);  /* no connection was lost */
+    assert_ok(pool_dispose(pool));
+}
+
 /* With pool_pre_ping and no interval, every checkout pings: one empty query, which PgBouncer
  * forwards and counts like any statement. Then PgBouncer drops every client of the database
  * (KILL): the pool finds its idle connections dead at checkout and opens new ones, unseen by
@@ -668,6 +699,7 @@ int main(void) {
         T(a_lease_queries_the_server_behind_pgbouncer),
         T(transactions_roll_back_explicitly_and_at_checkin),
         T(parameters_travel_as_unnamed_statements_over_shared_server_connections),
+        T(prepared_statements_stay_correct_over_shared_server_connections),
         T(pre_ping_goes_through_and_replaces_connections_pgbouncer_dropped),
         T(invalidate_and_recycle_replace_the_client_connection),
         T(sixty_four_threads_share_ten_clients_over_four_server_connections),
