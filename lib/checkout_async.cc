@@ -20,20 +20,6 @@ namespace {
 // Every post owed to w has landed (wait_queue.hh): the request's memory may go.
 void settle(waiter &w) { w.signal.wait_for_count(w.owed.load(std::memory_order_relaxed)); }
 
-error current_error() {
-  try {
-    throw;
-  } catch (const error &e) {
-    return e;
-  } catch (const std::bad_alloc &) {
-    return error(POOL_ENOMEM, "out of memory");
-  } catch (const std::exception &e) {
-    return error(POOL_ERROR, e.what());
-  } catch (...) {
-    return error(POOL_ERROR, "unexpected internal exception");
-  }
-}
-
 }  // namespace
 
 checkout_request::checkout_request(pool *p, double timeout, double io, const char *t)

@@ -86,4 +86,18 @@ const char *status_name(int code) noexcept {
   return "POOL_UNKNOWN";
 }
 
+error current_error() {
+  try {
+    throw;
+  } catch (const error &e) {
+    return e;
+  } catch (const std::bad_alloc &) {
+    return error(POOL_ENOMEM, "out of memory");
+  } catch (const std::exception &e) {
+    return error(POOL_ERROR, e.what());
+  } catch (...) {
+    return error(POOL_ERROR, "unexpected internal exception");
+  }
+}
+
 }  // namespace connpool

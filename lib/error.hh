@@ -40,6 +40,9 @@ const char *last_error() noexcept;
 const char *status_text(int code) noexcept;
 const char *status_name(int code) noexcept;
 
+// Inside a catch block: the exception being handled, as an error (what guard() would report).
+error current_error();
+
 // The exception barrier every extern "C" function runs its body through.
 template <typename Body>
 int guard(Body &&body) noexcept {

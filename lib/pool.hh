@@ -154,6 +154,9 @@ class pool final : private fork_guard::participant {
   // The lease, checked out and with no request running on it; waits for a cancelled one to
   // end. Throws POOL_ESTATE while one runs.
   static lease *idle_lease(pool_lease_t *handle);
+  // Throws unless the holder may start a statement on l: not after fork, not with a stream
+  // open on it (pool_query.cc).
+  static void check_may_start(const lease *l);
   static std::unique_ptr<row_stream> stream_open(pool_lease_t *handle, const statement &st);
   static std::unique_ptr<result> stream_next(pool_lease_t *handle, row_stream &stream,
                                              int64_t max_rows);

@@ -9,6 +9,15 @@
 
 namespace connpool {
 
+void pool::check_may_start(const lease *l) {
+  if (l->generation != fork_guard::generation())
+    throw error(POOL_EFORKED, "the lease was checked out before fork: its connection belongs to "
+                              "the parent process; check it in to drop it");
+  if (l->streaming)
+    throw error(POOL_ESTATE, "a stream is open on this lease: close it (pool_stream_close) "
+                             "before running another statement");
+}
+
 namespace {
 
 // The lease, if a statement may run on it now.
@@ -51,10 +60,9 @@ static auto with_statement_policy(pool_lease_t *handle, lease *l, Work work) -> 
 
 std::unique_ptr<result> pool::query(pool_lease_t *handle, const statement &st,
                                     bool on_request) {
-  lease *l = ready_for_statement(on_request ? lease_of(handle) : idle_lease(handle));
-  if (l->streaming)
-    throw error(POOL_ESTATE, "a stream is open on this lease: close it (pool_stream_close) "
-                             "before running another statement");
+  lease *l = on_request ? lease_of(handle) : idle_lease(handle);
+  check_may_start(l);
+  ready_for_statement(l);
   l->ran_queries = true;
   clock::time_point deadline = deadline_of(l->owner->opts_.query_timeout_s);
   return with_statement_policy(handle, l, [&] {

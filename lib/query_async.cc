@@ -16,23 +16,6 @@
 
 namespace connpool {
 
-namespace {
-
-error current_error() {
-  try {
-    throw;
-  } catch (const error &e) {
-    return e;
-  } catch (const std::bad_alloc &) {
-    return error(POOL_ENOMEM, "out of memory");
-  } catch (const std::exception &e) {
-    return error(POOL_ERROR, e.what());
-  } catch (...) {
-    return error(POOL_ERROR, "unexpected internal exception");
-  }
-}
-
-}  // namespace
 
 query_request::query_request(pool_lease_t *lease, const char *sql, int nparams,
                              const pool_param_t *params, int flags)
@@ -67,12 +50,7 @@ lease *pool::idle_lease(pool_lease_t *handle) {
 request *pool::query_start(pool_lease_t *handle, const char *sql, int nparams,
                            const pool_param_t *params, int flags) {
   lease *l = lease_of(handle);
-  if (l->generation != fork_guard::generation())
-    throw error(POOL_EFORKED, "the lease was checked out before fork: its connection belongs to "
-                              "the parent process; check it in to drop it");
-  if (l->streaming)
-    throw error(POOL_ESTATE, "a stream is open on this lease: close it (pool_stream_close) "
-                             "before running another statement");
+  check_may_start(l);  // (abandoned: read by the statement's own thread, send or query)
   async_runtime_api::prepare();
   auto *r = new query_request(handle, sql, nparams, params, flags);
   // A cancelled statement still ending: this one follows it, on its I/O thread.
